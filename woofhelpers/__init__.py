@@ -1,0 +1,26 @@
+"""woofhelpers: the code behind the Woof course on transfer learning.
+
+Chapters import it once, as ``import woofhelpers as wh``, and call everything
+through it: ``wh.labels``, ``wh.profiles``, ``wh.data``, ``wh.synthetic``,
+``wh.splits``, ``wh.pipeline``, ``wh.plots``. Importing it also imports TensorFlow, when installed,
+without TensorFlow's C++ start-up notices (see ``woofhelpers._quiet``).
+"""
+
+import os as _os
+
+# Keep TensorFlow's C++ start-up notices (oneDNN, CPU features) out of chapter
+# outputs; a user who wants them sets TF_CPP_MIN_LOG_LEVEL before importing.
+_os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+from woofhelpers import _quiet  # noqa: E402
+
+try:
+    _quiet.import_tensorflow()
+except ImportError:  # labels, splits and synthetic data work without TensorFlow
+    pass
+
+from woofhelpers import data, labels, pipeline, plots, profiles, splits, synthetic  # noqa: E402
+from woofhelpers.session import setup, versions  # noqa: E402
+
+__version__ = "0.1.0"
+__all__ = ["data", "labels", "pipeline", "plots", "profiles", "setup", "splits", "synthetic", "versions"]

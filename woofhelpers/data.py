@@ -1,0 +1,275 @@
+"""Getting Imagewoof onto disk, and checking that what is there is complete.
+
+``fetch()`` downloads a real archive from fast.ai's bucket (with a progress bar,
+through ``pooch``), extracts it safely, checks its content and only then moves it
+into place. ``dataset_root()`` gives the folder a profile trains on: the real
+archive in the full profile, a generated one in the smoke profile.
+
+Taught in the chapter *The dataset* (``chapters/dataset``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tarfile
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+from woofhelpers import labels, profiles
+
+SPLITS = ("train", "val")
+IMAGE_SUFFIXES = (".jpeg", ".jpg", ".png")
+VERIFIED_MARKER = ".woof-verified.json"
+
+
+@dataclass(frozen=True)
+class Version:
+    """A published Imagewoof archive: where it lives and what it must contain."""
+
+    name: str
+    url: str
+    counts: dict[str, int]  # images per split, as published
+    note: str
+
+
+VERSIONS: dict[str, Version] = {
+    v.name: v
+    for v in (
+        Version(
+            "imagewoof-320",
+            "https://s3.amazonaws.com/fast-ai-imageclas/imagewoof-320.tgz",
+            {"train": 12_454, "val": 500},
+            "v1, used by the original exercise; val/ is exactly ImageNet's 500 validation images of the ten breeds",
+        ),
+        Version(
+            "imagewoof2-320",
+            "https://s3.amazonaws.com/fast-ai-imageclas/imagewoof2-320.tgz",
+            {"train": 9_025, "val": 3_929},
+            "v2, fast.ai's current split; ships noisy_imagewoof.csv; English foxhound is under-represented",
+        ),
+    )
+}
+# v1 by default: the course reproduces the original exercise, whose trials and
+# reported numbers (12,454 / 500 images, 3 test batches of val) only exist on v1.
+# Its val/ folder is also exactly the leakage-free ImageNet-validation images.
+DEFAULT_VERSION = "imagewoof-320"
+
+
+class DownloadError(ConnectionError):
+    """The archive could not be downloaded; the message says what to do instead."""
+
+
+def _version(name: str) -> Version:
+    if name not in VERSIONS:
+        raise ValueError(f"unknown Imagewoof version {name!r}; choose one of {sorted(VERSIONS)}")
+    return VERSIONS[name]
+
+
+def list_images(root: str | Path) -> dict[str, dict[str, list[Path]]]:
+    """All image files under ``root``, as ``{split: {wnid: [paths]}}``, sorted by name.
+
+    Checks the layout on the way and raises ``ValueError`` naming the problem and the
+    fix: a missing ``train/`` or ``val/``, a folder that is not one of the ten wnids,
+    a missing or empty class folder, or a file that is not an image by its name.
+    Hidden entries (``.DS_Store``, ``.ipynb_checkpoints``) are ignored.
+    Whether each file decodes is checked by :func:`woofhelpers.pipeline.scan`.
+    """
+    root = Path(root)
+    found: dict[str, dict[str, list[Path]]] = {}
+    for split in SPLITS:
+        split_dir = root / split
+        if not split_dir.is_dir():
+            raise FileNotFoundError(
+                f"no {split}/ folder under {root}; run wh.data.fetch() for the real data,"
+                " or set WOOF_PROFILE=smoke to generate an Imagewoof-shaped dataset"
+            )
+        entries = sorted(p for p in split_dir.iterdir() if not p.name.startswith("."))
+        unknown = [p.name for p in entries if p.name not in labels.WNIDS]
+        if unknown:
+            raise ValueError(
+                f"{split_dir} holds {unknown}, which are not Imagewoof class folders;"
+                f" the ten wnids are {', '.join(labels.WNIDS)}. Move the extra entries out."
+            )
+        found[split] = {}
+        for wnid in labels.WNIDS:
+            folder = split_dir / wnid
+            if not folder.is_dir():
+                raise ValueError(f"class folder {folder} is missing; the dataset is incomplete, fetch it again")
+            files = sorted(p for p in folder.iterdir() if not p.name.startswith("."))
+            strays = [p.name for p in files if p.suffix.lower() not in IMAGE_SUFFIXES or not p.is_file()]
+            if strays:
+                raise ValueError(f"{folder} holds entries that are not image files: {strays}; move them out")
+            if not files:
+                raise ValueError(f"class folder {folder} is empty: {labels.breed(wnid).name} would have no images")
+            found[split][wnid] = files
+    return found
+
+
+def count_images(root: str | Path) -> dict[str, dict[str, int]]:
+    """Images per split and class: ``{split: {wnid: count}}``."""
+    return {split: {w: len(f) for w, f in by_class.items()} for split, by_class in list_images(root).items()}
+
+
+def verify(root: str | Path, expected: dict[str, int] | None = None) -> dict[str, dict[str, int]]:
+    """Check the layout under ``root`` and, when given, the number of images per split.
+
+    Returns the per-class counts. Raises ``ValueError`` when a split's count differs
+    from ``expected``, naming both numbers.
+    """
+    counts = count_images(root)
+    if expected:
+        for split, want in expected.items():
+            got = sum(counts[split].values())
+            if got != want:
+                raise ValueError(
+                    f"{Path(root) / split} holds {got} images, but this Imagewoof version has {want};"
+                    " the archive is incomplete or is not the version asked for"
+                )
+    return counts
+
+
+def _check_member(member: tarfile.TarInfo, archive: Path) -> None:
+    """Refuse members that would write outside the folder they are extracted into."""
+    name = PurePosixPath(member.name)
+    problem = None
+    if name.is_absolute() or member.name.startswith(("/", "\\")):
+        problem = "it has an absolute path"
+    elif ".." in name.parts:
+        problem = "its path contains '..'"
+    elif member.issym() or member.islnk():
+        target = PurePosixPath(member.linkname)
+        resolved = (name.parent / target) if member.issym() else target
+        if target.is_absolute() or ".." in PurePosixPath(os.path.normpath(resolved.as_posix())).parts:
+            problem = f"it links to {member.linkname!r}, outside the archive's folder"
+    elif not (member.isfile() or member.isdir()):
+        problem = "it is a device, pipe or other special file"
+    if problem:
+        raise ValueError(f"refusing to extract {archive.name}: member {member.name!r} is unsafe because {problem}")
+
+
+def _extract(archive: Path, into: Path) -> None:
+    with tarfile.open(archive, "r:*") as tar:
+        members = tar.getmembers()
+        for member in members:
+            _check_member(member, archive)
+        # The "data" filter repeats the checks above inside the standard library.
+        tar.extractall(into, members=members, filter="data")
+
+
+def _download(url: str, folder: Path, filename: str, progress: bool) -> Path:
+    import pooch
+    import requests
+
+    try:
+        # pooch writes to a temporary file beside the target and renames it only
+        # once the transfer completed, so an interrupted download leaves nothing.
+        return Path(
+            pooch.retrieve(url, known_hash=None, fname=filename, path=folder, progressbar=progress)
+        )
+    except requests.exceptions.HTTPError as exc:
+        status = exc.response.status_code if exc.response is not None else "?"
+        raise DownloadError(
+            f"downloading {url} failed with HTTP {status}; nothing was saved in {folder}."
+            " If the archive moved, pass its new address as fetch(url=...);"
+            " to run the course without the real data set WOOF_PROFILE=smoke."
+        ) from exc
+    except (requests.exceptions.RequestException, OSError) as exc:
+        raise DownloadError(
+            f"could not download {url} into {folder} ({type(exc).__name__}: {exc})."
+            " Check the network connection and try again: nothing partial was kept."
+            " To run the course offline on generated data, set WOOF_PROFILE=smoke"
+            " (or call wh.profiles.use('smoke'))."
+        ) from exc
+
+
+def fetch(
+    version: str = DEFAULT_VERSION,
+    data_dir: str | Path | None = None,
+    *,
+    url: str | None = None,
+    progress: bool = True,
+) -> Path:
+    """Download, extract and verify an Imagewoof archive; return its folder.
+
+    ``version`` is ``"imagewoof-320"`` (v1, the default: the original exercise's) or
+    ``"imagewoof2-320"`` (v2). The folder is ``<data_dir>/<version>``, ``data_dir``
+    defaulting to the profile's. When it already holds a verified copy nothing is
+    downloaded. The archive is extracted into a hidden folder beside the target,
+    checked (ten class folders in ``train/`` and ``val/``, the published image count
+    of each split), and only then renamed into place; the archive is deleted after.
+    Raises :class:`DownloadError` when the download fails and ``ValueError`` when the
+    archive holds unsafe members or the wrong content; either way nothing is kept.
+    """
+    spec = _version(version)
+    data_dir = Path(data_dir) if data_dir is not None else profiles.current().data_dir
+    target = data_dir / spec.name
+    marker = target / VERIFIED_MARKER
+    if marker.is_file():
+        return target
+    data_dir.mkdir(parents=True, exist_ok=True)
+    if target.exists():
+        # Present but not verified: extracted by hand, or a run stopped just before
+        # writing the marker. Check it rather than download again.
+        counts = verify(target, spec.counts)
+        _write_marker(marker, spec, counts)
+        return target
+    for stale in data_dir.glob(f".{spec.name}-extracting-*"):
+        shutil.rmtree(stale, ignore_errors=True)
+
+    archive = _download(url or spec.url, data_dir, f"{spec.name}.tgz", progress)
+    staging = Path(tempfile.mkdtemp(dir=data_dir, prefix=f".{spec.name}-extracting-"))
+    try:
+        _extract(archive, staging)
+        extracted = staging / spec.name
+        if not extracted.is_dir():
+            inside = sorted(p.name for p in staging.iterdir())
+            raise ValueError(f"{archive.name} should hold a folder {spec.name}/, but holds {inside}")
+        counts = verify(extracted, spec.counts)
+        extracted.rename(target)
+        _write_marker(marker, spec, counts)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+        archive.unlink(missing_ok=True)
+    return target
+
+
+def _write_marker(marker: Path, spec: Version, counts: dict[str, dict[str, int]]) -> None:
+    tmp = marker.with_suffix(".tmp")
+    tmp.write_text(json.dumps({"version": spec.name, "url": spec.url, "counts": counts}, indent=1))
+    tmp.replace(marker)
+
+
+def dataset_root(profile: profiles.Profile | None = None) -> Path:
+    """The dataset folder for ``profile`` (default: the current one), ready to use.
+
+    The full profile fetches its Imagewoof version; the smoke profile generates a
+    synthetic one (see :mod:`woofhelpers.synthetic`) the first time it is asked.
+    """
+    from woofhelpers import synthetic
+
+    profile = profile or profiles.current()
+    if profile.dataset != "synthetic":
+        return fetch(profile.dataset, profile.data_dir)
+    name = (
+        f"synthetic-{profile.synthetic_train_per_class}x{profile.synthetic_val_per_class}"
+        f"-{profile.synthetic_shortest_side_px}px-seed{profile.seed}"
+    )
+    return synthetic.generate(
+        profile.data_dir / name,
+        train_per_class=profile.synthetic_train_per_class,
+        val_per_class=profile.synthetic_val_per_class,
+        shortest_side_px=profile.synthetic_shortest_side_px,
+        seed=profile.seed,
+    )
+
+
+def is_imagenet_val(path: str | Path) -> bool:
+    """Whether a file is one of ImageNet's validation images (``ILSVRC2012_val_*``).
+
+    An ImageNet-pretrained network never trained on these; every other Imagewoof
+    file (``<wnid>_<n>.JPEG``) is an ImageNet *training* image it has seen.
+    """
+    return Path(path).name.startswith("ILSVRC2012_val_")
