@@ -273,3 +273,37 @@ def is_imagenet_val(path: str | Path) -> bool:
     file (``<wnid>_<n>.JPEG``) is an ImageNet *training* image it has seen.
     """
     return Path(path).name.startswith("ILSVRC2012_val_")
+
+
+def describe_images(root: str | Path):
+    """One row per image file: split, wnid, breed, file name, width, height, colour
+    mode, and whether it is an ImageNet validation image. Reads only file headers.
+
+    Returns a ``pandas.DataFrame``; the dataset chapter draws its tables and plots from it.
+    """
+    import pandas as pd
+    from PIL import Image, UnidentifiedImageError
+
+    rows = []
+    for split, by_class in list_images(root).items():
+        for wnid, files in by_class.items():
+            for path in files:
+                try:
+                    with Image.open(path) as image:
+                        width, height, mode = image.width, image.height, image.mode
+                except (UnidentifiedImageError, OSError):
+                    width = height = 0
+                    mode = "unreadable"
+                rows.append(
+                    {
+                        "split": split,
+                        "wnid": wnid,
+                        "breed": labels.breed(wnid).name,
+                        "file": path.name,
+                        "width": width,
+                        "height": height,
+                        "mode": mode,
+                        "imagenet_val": is_imagenet_val(path),
+                    }
+                )
+    return pd.DataFrame(rows)

@@ -179,3 +179,24 @@ def _imagenet_val_classes() -> dict[str, int]:
     if _VAL_CLASSES is None:
         _VAL_CLASSES = _imagenet_json("val_image_to_1k_label.json")
     return _VAL_CLASSES
+
+
+def check_folder_labels(files: list[str]) -> list[dict[str, object]]:
+    """Check files against ImageNet's own validation labels, independently of any name table.
+
+    ``files`` are paths like ``"val/n02093754/ILSVRC2012_val_00001234.JPEG"``. For each
+    ``ILSVRC2012_val_*`` file, ImageNet's ground truth gives a class index; the row
+    says whether that class's wnid is the folder the file sits in. Other files are
+    ImageNet training images, named after their wnid, and are checked by name.
+    """
+    wnid_of = _imagenet_json("imagenet1k_to_21k.json")
+    rows = []
+    for path in files:
+        folder, name = path.replace("\\", "/").split("/")[-2:]
+        if name.startswith("ILSVRC2012_val_"):
+            index = imagenet_val_class(name)
+            truth = wnid_of[str(index)] if index is not None else None
+        else:
+            truth = name.split("_")[0]
+        rows.append({"file": path, "folder": folder, "ImageNet says": truth, "agrees": truth == folder})
+    return rows

@@ -1,0 +1,26 @@
+# Two commands for a fresh machine (see README.md):
+#   make book   create .venv, install everything, build the book into _build/html
+#   make test   create .venv, install everything, run every test (what CI runs)
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+
+.PHONY: setup book test refresh
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[tf,book,test]"
+	touch $@
+
+setup: $(VENV)/.installed
+
+book: setup
+	$(BIN)/jupyter-book build . -W -n --keep-going
+
+test: setup
+	$(BIN)/python -m pytest
+
+# Re-execute every chapter in the smoke profile and rewrite the .ipynb halves.
+refresh: setup
+	$(BIN)/python -m woofhelpers.refresh

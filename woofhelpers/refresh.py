@@ -1,0 +1,92 @@
+"""Re-execute chapters from their MyST source and write the paired notebooks.
+
+``python -m woofhelpers.refresh [chapter ...] [--profile smoke|full]`` reads each
+``chapters/<name>.md``, runs it top to bottom in a fresh kernel, and writes
+``chapters/<name>.ipynb`` with the outputs, recording the source's hash and the
+profile in the notebook's metadata (``woof``). It prints the time per chapter and
+stops at the first chapter that fails, naming the cell. The committed notebooks are
+always what this command wrote, in the smoke profile.
+
+A maintainer's tool: it needs the ``book`` extra (jupytext, nbclient).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import sys
+import time
+from pathlib import Path
+
+CHAPTERS = Path(__file__).resolve().parent.parent / "chapters"
+
+
+def source_hash(notebook) -> str:
+    """SHA-256 of the cells' types and sources: what the outputs were computed from."""
+    digest = hashlib.sha256()
+    for cell in notebook.cells:
+        digest.update(cell.cell_type.encode() + b"\0" + cell.source.encode() + b"\0")
+    return digest.hexdigest()
+
+
+def quiet_environment(profile: str) -> dict[str, str]:
+    """The environment a chapter runs in: the profile, and TensorFlow's C++ logs off."""
+    env = dict(os.environ, WOOF_PROFILE=profile, TF_CPP_MIN_LOG_LEVEL="3", PYTHONHASHSEED="0")
+    return env
+
+
+def refresh(md_path: Path, profile: str = "smoke", timeout_s: int = 1800) -> float:
+    """Execute one chapter's ``.md`` and write its ``.ipynb``; return the seconds it took."""
+    import jupytext
+    import nbformat
+    from nbclient import NotebookClient
+    from nbclient.exceptions import CellExecutionError
+
+    notebook = jupytext.read(md_path)
+    notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    client = NotebookClient(
+        notebook,
+        timeout=timeout_s,
+        kernel_name="python3",
+        resources={"metadata": {"path": str(md_path.parent)}},
+    )
+    saved = dict(os.environ)
+    os.environ.update(quiet_environment(profile))
+    start = time.perf_counter()
+    try:
+        client.execute()
+    except CellExecutionError as exc:
+        raise SystemExit(f"{md_path.name}: a cell failed; nothing was written.\n{exc}") from None
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+    seconds = time.perf_counter() - start
+    notebook.metadata["woof"] = {"profile": profile, "source_sha256": source_hash(notebook)}
+    out = md_path.with_suffix(".ipynb")
+    tmp = out.with_suffix(".ipynb.tmp")
+    nbformat.write(notebook, tmp)
+    tmp.replace(out)
+    return seconds
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m woofhelpers.refresh", description=__doc__.split("\n\n")[0])
+    parser.add_argument("chapters", nargs="*", help="chapter names (default: all chapters/*.md)")
+    parser.add_argument("--profile", default="smoke", choices=("smoke", "full"))
+    args = parser.parse_args(argv)
+    paths = [CHAPTERS / f"{Path(name).stem}.md" for name in args.chapters] or sorted(CHAPTERS.glob("*.md"))
+    for path in paths:
+        if not path.is_file():
+            raise SystemExit(f"no chapter source {path}; the chapters are {[p.stem for p in sorted(CHAPTERS.glob('*.md'))]}")
+    total = 0.0
+    for path in paths:
+        seconds = refresh(path, args.profile)
+        total += seconds
+        print(f"{path.stem:<24} {seconds:6.1f} s")
+    print(f"{'total':<24} {total:6.1f} s ({args.profile} profile)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
