@@ -30,6 +30,38 @@ def source_hash(notebook) -> str:
     return digest.hexdigest()
 
 
+def _cells(notebook) -> list[tuple[str, str, list[str]]]:
+    return [(c.cell_type, c.source, sorted(c.metadata.get("tags", []))) for c in notebook.cells]
+
+
+def problems(md_path: Path, profile: str = "smoke") -> list[str]:
+    """What is wrong with a chapter pair, as messages naming the fix; empty when all is well.
+
+    The ``.ipynb`` must exist, hold the same cells as the ``.md`` (types, sources, tags),
+    and carry outputs made by :func:`refresh` from this very source in ``profile``.
+    """
+    import jupytext
+    import nbformat
+
+    ipynb = md_path.with_suffix(".ipynb")
+    fix = f"run `python -m woofhelpers.refresh {md_path.stem}` and commit both files"
+    if not ipynb.is_file():
+        return [f"{ipynb.name} is missing: {fix}"]
+    source = jupytext.read(md_path)
+    paired = nbformat.read(ipynb, as_version=4)
+    found = []
+    if _cells(source) != _cells(paired):
+        found.append(f"{ipynb.name} does not hold the cells of {md_path.name}: {fix}")
+    woof = paired.metadata.get("woof", {})
+    if woof.get("profile") != profile:
+        found.append(f"{ipynb.name} was executed in profile {woof.get('profile')!r}, not {profile!r}: {fix}")
+    if woof.get("source_sha256") != source_hash(source):
+        found.append(f"the outputs in {ipynb.name} are stale (its source changed since): {fix}")
+    if any(c.cell_type == "code" and c.execution_count is None for c in paired.cells):
+        found.append(f"{ipynb.name} has code cells that were never executed: {fix}")
+    return found
+
+
 def quiet_environment(profile: str) -> dict[str, str]:
     """The environment a chapter runs in: the profile, and TensorFlow's C++ logs off."""
     env = dict(os.environ, WOOF_PROFILE=profile, TF_CPP_MIN_LOG_LEVEL="3", PYTHONHASHSEED="0")
@@ -74,11 +106,18 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m woofhelpers.refresh", description=__doc__.split("\n\n")[0])
     parser.add_argument("chapters", nargs="*", help="chapter names (default: all chapters/*.md)")
     parser.add_argument("--profile", default="smoke", choices=("smoke", "full"))
+    parser.add_argument("--check", action="store_true", help="only check that every pair is in sync and fresh")
     args = parser.parse_args(argv)
     paths = [CHAPTERS / f"{Path(name).stem}.md" for name in args.chapters] or sorted(CHAPTERS.glob("*.md"))
     for path in paths:
         if not path.is_file():
             raise SystemExit(f"no chapter source {path}; the chapters are {[p.stem for p in sorted(CHAPTERS.glob('*.md'))]}")
+    if args.check:
+        found = [message for path in paths for message in problems(path, args.profile)]
+        orphans = [p.name for p in CHAPTERS.glob("*.ipynb") if not p.with_suffix(".md").is_file()]
+        found += [f"{name} has no .md source: add one or delete it" for name in orphans]
+        print("\n".join(found) or f"{len(paths)} chapters in sync and fresh")
+        return 1 if found else 0
     total = 0.0
     for path in paths:
         seconds = refresh(path, args.profile)
