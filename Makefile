@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup book test refresh
+.PHONY: setup book test refresh lint format
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,3 +24,12 @@ test: setup
 # Re-execute every chapter in the smoke profile and rewrite the .ipynb halves.
 refresh: setup
 	$(BIN)/python -m woofhelpers.refresh
+
+# ruff: lint and format check over the package, the tests and the chapters' code cells.
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: setup
+	$(BIN)/ruff format woofhelpers tests benchmarks
+	$(BIN)/ruff check --fix woofhelpers tests benchmarks
