@@ -2,7 +2,8 @@
 
 Chapters import it once, as ``import woofhelpers as wh``, and call everything
 through it: ``wh.labels``, ``wh.profiles``, ``wh.data``, ``wh.synthetic``,
-``wh.splits``, ``wh.pipeline``, ``wh.plots``. Importing it also imports TensorFlow, when installed,
+``wh.splits``, ``wh.pipeline``, ``wh.plots``, ``wh.evaluate``, ``wh.baseline``,
+``wh.gradcam``, ``wh.ablations``. Importing it also imports TensorFlow, when installed,
 without TensorFlow's C++ start-up notices (see ``woofhelpers._quiet``).
 """
 
@@ -20,7 +21,22 @@ except ImportError:  # labels, splits and synthetic data work without TensorFlow
     pass
 
 from woofhelpers import data, labels, pipeline, plots, profiles, splits, synthetic  # noqa: E402
+from woofhelpers import ablations, baseline, evaluate, gradcam  # noqa: E402
 from woofhelpers.session import setup, versions  # noqa: E402
 
 __version__ = "0.1.0"
-__all__ = ["data", "labels", "pipeline", "plots", "profiles", "setup", "splits", "synthetic", "versions"]
+__all__ = [
+    "ablations",
+    "baseline",
+    "data",
+    "evaluate",
+    "gradcam",
+    "labels",
+    "pipeline",
+    "plots",
+    "profiles",
+    "setup",
+    "splits",
+    "synthetic",
+    "versions",
+]

@@ -1,0 +1,241 @@
+"""wh.evaluate: predictions, bootstrap interval, confusion matrix, worst errors, bad input;
+and wh.ablations: the reshuffling take/skip "test" split of the original exercise."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import woofhelpers as wh
+from woofhelpers import ablations, evaluate
+
+
+def make_predictions(true, predicted, n_classes=10, confidence=0.9):
+    """Predictions whose scores put ``confidence`` on ``predicted`` and share the rest."""
+    true, predicted = np.asarray(true), np.asarray(predicted)
+    scores = np.full((len(true), n_classes), (1 - confidence) / (n_classes - 1), dtype=np.float32)
+    scores[np.arange(len(true)), predicted] = confidence
+    names = wh.labels.CLASS_NAMES[:n_classes]
+    return evaluate.Predictions(tuple(f"f{i}.JPEG" for i in range(len(true))), true, scores, names)
+
+
+# --- accuracy and its interval ---------------------------------------------------------------
+
+
+def test_accuracy_ci_of_a_perfect_model_is_a_point():
+    assert evaluate.accuracy_ci(np.ones(50, bool)) == (1.0, 1.0, 1.0)
+
+
+def test_accuracy_ci_brackets_the_accuracy_with_the_binomial_width():
+    correct = np.arange(400) % 2 == 0  # 50% of 400: standard error 2.5 points
+    accuracy, low, high = evaluate.accuracy_ci(correct)
+    assert accuracy == 0.5
+    assert low < 0.5 < high
+    assert 0.08 < high - low < 0.12  # about 2 x 1.96 x 2.5%
+
+
+def test_accuracy_ci_is_reproducible_for_a_seed_and_changes_with_it():
+    correct = np.random.default_rng(1).random(97) < 0.7
+    assert evaluate.accuracy_ci(correct, seed=3) == evaluate.accuracy_ci(correct, seed=3)
+    # with few resamples the interval's ends depend visibly on the draws
+    assert evaluate.accuracy_ci(correct, resamples=30, seed=3) != evaluate.accuracy_ci(correct, resamples=30, seed=4)
+
+
+def test_a_smaller_test_set_gives_a_wider_interval():
+    _, low_small, high_small = evaluate.accuracy_ci(np.arange(96) % 4 != 0)
+    _, low_big, high_big = evaluate.accuracy_ci(np.arange(960) % 4 != 0)
+    assert high_small - low_small > 2 * (high_big - low_big)
+
+
+@pytest.mark.parametrize("bad", [np.array([], bool), np.ones((2, 2), bool)])
+def test_accuracy_ci_refuses_empty_or_2d_input(bad):
+    with pytest.raises(ValueError, match="non-empty 1-D"):
+        evaluate.accuracy_ci(bad)
+
+
+def test_summary_reports_percentages_and_unreadable_count():
+    p = make_predictions([0, 1, 2, 3], [0, 1, 2, 0])
+    row = evaluate.summary(p)
+    assert row["images"] == 4 and row["unreadable"] == 0 and row["accuracy %"] == 75.0
+    assert row["95% CI low"] <= 75.0 <= row["95% CI high"]
+
+
+# --- confusion, per class, worst errors --------------------------------------------------------
+
+
+def test_confusion_matrix_counts_true_rows_and_predicted_columns_with_breed_names():
+    p = make_predictions([0, 0, 1, 4, 5], [0, 1, 1, 5, 4])
+    frame = evaluate.confusion(p)
+    names = wh.labels.CLASS_NAMES
+    assert list(frame.index) == list(names) and list(frame.columns) == list(names)
+    assert frame.loc[names[0], names[0]] == 1 and frame.loc[names[0], names[1]] == 1
+    assert frame.loc["Border terrier", "Australian terrier"] == 1
+    assert frame.loc["Australian terrier", "Border terrier"] == 1
+    assert frame.to_numpy().sum() == 5
+
+
+def test_per_class_precision_and_recall():
+    p = make_predictions([0, 0, 1, 1], [0, 1, 1, 1])
+    table = evaluate.per_class(p)
+    shih_tzu, ridgeback = wh.labels.CLASS_NAMES[:2]
+    assert table.loc[shih_tzu, "recall"] == 0.5 and table.loc[shih_tzu, "precision"] == 1.0
+    assert table.loc[ridgeback, "recall"] == 1.0 and table.loc[ridgeback, "precision"] == pytest.approx(0.667)
+    assert table.loc["dingo", "images"] == 0 and table.loc["dingo", "precision"] == 0
+
+
+def test_worst_errors_are_wrong_predictions_sorted_by_loss():
+    p = make_predictions([0, 1, 2, 3], [0, 2, 3, 3])
+    p.scores[1] = [0.05] * 10
+    p.scores[1, 2], p.scores[1, 1] = 0.5, 0.1  # true class at 0.1: loss 2.3
+    p.scores[2, 2] = 0.01  # true class at 0.01: loss 4.6, the worst
+    table = evaluate.worst_errors(p, k=5)
+    assert list(table["path"]) == ["f2.JPEG", "f1.JPEG"]
+    assert list(table["true"]) == ["beagle", "Rhodesian ridgeback"]
+    assert list(table["predicted"]) == ["English foxhound", "beagle"]
+    assert table["loss"].iloc[0] > table["loss"].iloc[1]
+
+
+def test_losses_match_keras_and_treat_a_dead_relu_row_as_uniform():
+    import keras
+
+    p = make_predictions([0, 3], [0, 1], confidence=0.7)
+    expected = keras.losses.sparse_categorical_crossentropy(p.true, p.scores).numpy()
+    np.testing.assert_allclose(evaluate.losses(p), expected, rtol=1e-5)
+    p.scores[1] = 0  # a ReLU output layer that outputs nothing
+    assert evaluate.losses(p)[1] == pytest.approx(np.log(10))
+    assert np.isfinite(evaluate.losses(p)).all()
+
+
+def test_predictions_refuse_mismatched_shapes():
+    with pytest.raises(ValueError, match="scores of shape"):
+        evaluate.Predictions(("a", "b"), np.array([0, 1]), np.zeros((3, 10), np.float32))
+    with pytest.raises(ValueError, match="10 class names"):
+        evaluate.Predictions(("a",), np.array([0]), np.zeros((1, 4), np.float32))
+
+
+def test_save_and_load_round_trip(tmp_path):
+    p = make_predictions([0, 1], [1, 1])
+    p = evaluate.Predictions(p.paths, p.true, p.scores, p.class_names, {"bad.JPEG": "zero-byte file"})
+    back = evaluate.load(evaluate.save(p, tmp_path / "sub" / "test.npz"))
+    assert back.paths == p.paths and back.unreadable == p.unreadable and back.class_names == p.class_names
+    np.testing.assert_array_equal(back.scores, p.scores)
+    np.testing.assert_array_equal(back.true, p.true)
+    assert [f.name for f in (tmp_path / "sub").iterdir()] == ["test.npz"]
+    with pytest.raises(FileNotFoundError, match="missing.npz"):
+        evaluate.load(tmp_path / "missing.npz")
+
+
+# --- predict on a real pipeline ------------------------------------------------------------
+
+
+def colour_model(n_outputs=10):
+    """A fixed, hand-built model: mean colour of the image -> Dense(n_outputs, softmax)."""
+    import keras
+
+    inputs = keras.Input((32, 32, 3))
+    x = keras.layers.GlobalAveragePooling2D()(inputs)
+    outputs = keras.layers.Dense(n_outputs, activation="softmax", kernel_initializer="glorot_uniform")(x)
+    keras.utils.set_random_seed(0)
+    return keras.Model(inputs, outputs)
+
+
+def test_predict_returns_one_row_per_file_in_split_order(small_dataset, tf):
+    split = wh.splits.official(small_dataset)
+    model = colour_model()
+    p = evaluate.predict(model, split, "validation", image_size_px=32, batch_size=4)
+    assert p.paths == split.parts["validation"]
+    np.testing.assert_array_equal(p.true, split.labels("validation"))
+    assert p.scores.shape == (len(split.parts["validation"]), 10)
+    np.testing.assert_allclose(p.scores.sum(axis=1), 1, rtol=1e-5)
+    assert p.unreadable == {}
+    # the same numbers as calling the model by hand on the same pixels
+    first = wh.pipeline.load_image(str(split.paths("validation")[0]), 32)[None]
+    np.testing.assert_allclose(p.scores[0], model(first).numpy()[0], rtol=1e-4, atol=1e-6)
+
+
+def test_predict_on_given_paths(small_dataset, tf):
+    split = wh.splits.official(small_dataset)
+    chosen = wh.splits.leakage_free_test(split)
+    p = evaluate.predict(colour_model(), split, "test", image_size_px=32, paths=chosen, verbose=False)
+    assert p.paths == chosen and len(p) == len(chosen) > 0
+
+
+def test_a_model_with_the_wrong_number_of_outputs_is_refused(small_dataset, tf):
+    split = wh.splits.official(small_dataset)
+    with pytest.raises(ValueError, match=r"outputs 5 scores per image, but the split has 10 classes"):
+        evaluate.predict(colour_model(5), split, "test", image_size_px=32)
+
+
+def test_unreadable_files_are_reported_not_skipped_silently(small_dataset, copy_dataset, tf, capsys):
+    root = copy_dataset(small_dataset)
+    split = wh.splits.official(root)
+    broken = split.parts["test"][0]
+    (root / broken).write_bytes(b"")
+    p = evaluate.predict(colour_model(), split, "test", image_size_px=32)
+    assert p.unreadable == {broken: "zero-byte file"}
+    assert broken not in p.paths and len(p) == len(split.parts["test"]) - 1
+    assert f"excluded {broken}: zero-byte file" in capsys.readouterr().out
+    assert evaluate.summary(p)["unreadable"] == 1
+
+
+def test_an_unknown_part_is_refused(small_dataset, tf):
+    with pytest.raises(ValueError, match="unknown part 'testing'"):
+        evaluate.predict(colour_model(), wh.splits.official(small_dataset), "testing", image_size_px=32)
+
+
+# --- the original's reshuffling take/skip split ------------------------------------------------
+
+
+def test_take_skip_on_the_original_val_folder_sizes_and_leaks():
+    paths = [f"val/{i:03d}.JPEG" for i in range(500)]
+    report = ablations.take_skip_overlap(paths, batch_size=32, seed=0)
+    assert (report.test_batches, report.test_size, report.validation_size) == (3, 96, 404)
+    assert report.test_in_validation > 0 and report.test_changed > 0
+    assert report.test_seen_across_passes == 2 * 96 - (96 - report.test_changed)
+    assert report == ablations.take_skip_overlap(paths, batch_size=32, seed=0)
+
+
+def test_take_skip_without_reshuffling_would_not_leak(tf):
+    # The control: the same take/skip on a dataset read in a fixed order never overlaps.
+    paths = np.array([f"{i}" for i in range(100)])
+    ds = tf.data.Dataset.from_tensor_slices(paths).batch(10)
+    test = {p for b in ds.take(2).as_numpy_iterator() for p in b}
+    validation = {p for b in ds.skip(2).as_numpy_iterator() for p in b}
+    assert not test & validation
+    report = ablations.take_skip_overlap(list(paths), batch_size=10)
+    assert report.test_in_validation > 0  # reshuffling is what makes it leak
+
+
+def test_take_skip_refuses_too_few_batches():
+    with pytest.raises(ValueError, match="too few"):
+        ablations.take_skip_overlap(["a", "b"], batch_size=32)
+
+
+# --- figures ------------------------------------------------------------------------------
+
+
+def test_accuracy_bars_draw_one_bar_per_row_with_error_bars():
+    import pandas as pd
+
+    table = pd.DataFrame(
+        {
+            "trial": ["1", "1", "2", "2"],
+            "test set": ["own", "leakage-free", "own", "leakage-free"],
+            "accuracy %": [50.0, 40.0, 80.0, None],
+            "95% CI low": [45.0, 35.0, 75.0, None],
+            "95% CI high": [55.0, 45.0, 85.0, None],
+        }
+    )
+    fig = wh.plots.accuracy_bars(table)
+    ax = fig.axes[0]
+    heights = sorted(round(p.get_height(), 1) for p in ax.patches)
+    assert heights == [40.0, 50.0, 80.0]  # the row with no value is left out
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["1", "2"]
+
+
+def test_confusion_matrix_figure_labels_axes_with_breeds():
+    p = make_predictions([0, 1, 1], [0, 1, 0])
+    fig = wh.plots.confusion_matrix(evaluate.confusion(p))
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.get_yticklabels()] == list(wh.labels.CLASS_NAMES)
+    assert sorted(t.get_text() for t in ax.texts) == ["1", "1", "1"]

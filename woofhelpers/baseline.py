@@ -1,0 +1,103 @@
+"""The zero-training baseline: ResNet50 with its own ImageNet classifier, no training at all.
+
+ImageNet-1k already has the ten Imagewoof breeds among its 1000 classes
+(``wh.labels.IMAGENET_INDICES``). Keep only those ten outputs and the network is a
+ten-breed classifier before we train anything. Its accuracy is the number every
+trained model has to beat.
+
+In the full profile the network has its ImageNet weights. In the smoke profile
+(``weights=None``) the very same code runs on an untrained network, whose accuracy
+is chance and means nothing: :func:`describe` says which.
+
+Taught in the chapter *Results* (``chapters/results``).
+"""
+
+from __future__ import annotations
+
+from woofhelpers import labels, profiles
+
+# ResNet50's ImageNet classifier was trained on 224 x 224 crops.
+IMAGENET_SIZE_PX = 224
+
+
+def _restrict_layer_class():
+    import keras
+
+    @keras.saving.register_keras_serializable(package="woofhelpers")
+    class RestrictToClasses(keras.layers.Layer):
+        """Keep the given columns of a 1000-way logit vector and turn them into
+        probabilities over those classes only (a softmax over the kept logits)."""
+
+        def __init__(self, indices, **kwargs):
+            super().__init__(**kwargs)
+            self.indices = [int(i) for i in indices]
+
+        def call(self, logits):
+            kept = keras.ops.take(logits, self.indices, axis=-1)
+            return keras.ops.softmax(kept, axis=-1)
+
+        def compute_output_shape(self, input_shape):
+            return (*input_shape[:-1], len(self.indices))
+
+        def get_config(self):
+            return {**super().get_config(), "indices": self.indices}
+
+    return RestrictToClasses
+
+
+_RESTRICT = None
+
+
+def restrict_to_classes(indices=labels.IMAGENET_INDICES, name: str = "restrict_to_breeds"):
+    """A Keras layer that keeps the logits at ``indices`` and applies a softmax over them."""
+    global _RESTRICT
+    if _RESTRICT is None:
+        _RESTRICT = _restrict_layer_class()
+    bad = [i for i in indices if not 0 <= int(i) < 1000]
+    if bad:
+        raise ValueError(f"ImageNet-1k indices must be 0-999; got {bad}")
+    return _RESTRICT(indices, name=name)
+
+
+def image_size_px(profile: profiles.Profile | None = None) -> int:
+    """224 px with ImageNet weights (what the classifier was trained on); the profile's
+    small size otherwise (an untrained network accepts any size from 32 px)."""
+    profile = profile or profiles.current()
+    if profile.weights == "imagenet":
+        return IMAGENET_SIZE_PX
+    return profile.image_size_px or IMAGENET_SIZE_PX
+
+
+def model(profile: profiles.Profile | None = None, *, size_px: int | None = None):
+    """ResNet50 *with* its 1000-way classifier (``include_top=True``), restricted to the
+    ten breeds: input float32 (batch, size, size, 3) with values 0-255, output ten
+    probabilities in the order of ``wh.labels.CLASS_NAMES``.
+
+    Weights come from the profile: ImageNet in the full profile, none in the smoke one.
+    """
+    import keras
+
+    profile = profile or profiles.current()
+    size_px = size_px or image_size_px(profile)
+    inputs = keras.Input((size_px, size_px, 3), name="image")
+    x = keras.applications.resnet50.preprocess_input(inputs)
+    resnet = keras.applications.ResNet50(
+        include_top=True, weights=profile.weights, input_shape=(size_px, size_px, 3), classifier_activation=None
+    )
+    logits = resnet(x)
+    outputs = restrict_to_classes()(logits)
+    return keras.Model(inputs, outputs, name="resnet50_zero_training")
+
+
+def describe(profile: profiles.Profile | None = None) -> str:
+    """One sentence saying what the baseline's accuracy means under ``profile``."""
+    profile = profile or profiles.current()
+    if profile.weights == "imagenet":
+        return (
+            "Zero-training baseline: ResNet50 with its ImageNet weights and classifier,"
+            f" restricted to the ten breeds, at {image_size_px(profile)} px; nothing was trained."
+        )
+    return (
+        "Zero-training baseline, SMOKE RUN: the same code on an UNTRAINED ResNet50"
+        f" (weights=None, {image_size_px(profile)} px), so its accuracy is chance, not a result."
+    )

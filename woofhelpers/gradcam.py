@@ -1,0 +1,154 @@
+"""Grad-CAM: which parts of an image pushed the model towards a class.
+
+For a convolutional layer with feature maps :math:`A^k` and the score :math:`y^c` of
+class :math:`c`, Grad-CAM weighs each map by the average gradient of the score with
+respect to it, sums, and keeps the positive part:
+
+.. math:: \\alpha_k = \\frac{1}{HW}\\sum_{i,j} \\frac{\\partial y^c}{\\partial A^k_{ij}}, \\qquad
+          L^c = \\mathrm{ReLU}\\Big(\\sum_k \\alpha_k A^k\\Big)
+
+The map is then divided by its maximum, so it lies in [0, 1]. The original exercise
+divided by (max - min), which is a division by zero on a flat map; here a map with
+no positive value (a zero gradient, say) stays all zeros, never NaN.
+
+Works for the course's models whether the ResNet50 base is a nested sub-model (one
+layer of the outer model) or its layers sit flat in the model.
+
+Taught in the chapter *Grad-CAM* (``chapters/gradcam``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+DEFAULT_LAYER = "conv5_block3_out"  # ResNet50's last convolutional block
+
+
+def _is_model(layer) -> bool:
+    import keras
+
+    return isinstance(layer, keras.Model)
+
+
+def conv_layers(model) -> list[str]:
+    """Names of the layers, nested sub-models included, whose output is a 4-D feature
+    map (batch, height, width, channels): the layers Grad-CAM can explain."""
+    names = []
+    for layer in model.layers:
+        if _is_model(layer):
+            names += conv_layers(layer)
+            continue
+        try:
+            shape = layer.output.shape
+        except (AttributeError, ValueError):
+            continue
+        if len(shape) == 4 and layer.__class__.__name__ != "InputLayer":
+            names.append(layer.name)
+    return names
+
+
+def _path_to(model, layer_name: str) -> list | None:
+    """The chain of nested models leading to the layer, ending with the layer itself."""
+    for layer in model.layers:
+        if layer.name == layer_name and not _is_model(layer):
+            return [layer]
+        if _is_model(layer):
+            inner = _path_to(layer, layer_name)
+            if inner is not None:
+                return [layer, *inner]
+    return None
+
+
+class _Capture:
+    """While active, keep the output of ``layer`` each time it runs.
+
+    The layer's ``call`` is wrapped for the duration (and restored after), so the same
+    code works whether the layer sits flat in the model or inside a nested base model,
+    and whatever the graph around it: the model is simply called, eagerly, under a
+    ``GradientTape`` that sees the captured tensor.
+    """
+
+    def __init__(self, layer):
+        self.layer = layer
+        self.output = None
+
+    def __enter__(self):
+        original = self.layer.call
+
+        def call(*args, **kwargs):
+            self.output = original(*args, **kwargs)
+            return self.output
+
+        self.layer.call = call
+        return self
+
+    def __exit__(self, *exc):
+        del self.layer.call  # the class's own call shows through again
+        return False
+
+
+def heatmap(model, image, layer_name: str = DEFAULT_LAYER, class_index: int | None = None) -> np.ndarray:
+    """The Grad-CAM map of ``image`` for ``class_index`` (default: the predicted class).
+
+    ``image`` is one image as the model takes it, float32 of shape (height, width, 3)
+    (or a batch of one). Returns float32 of shape (map height, map width) with values
+    in [0, 1]; all zeros when no location speaks for the class. Raises ``ValueError``
+    listing the convolutional layers when ``layer_name`` is not one of them.
+    """
+    import tensorflow as tf
+
+    batch = np.asarray(image, dtype=np.float32)
+    if batch.ndim == 3:
+        batch = batch[None]
+    if batch.ndim != 4 or batch.shape[0] != 1:
+        raise ValueError(f"heatmap explains one image of shape (height, width, 3); got shape {np.shape(image)}")
+    path = _path_to(model, layer_name)
+    if path is None or layer_name not in conv_layers(model):
+        raise ValueError(
+            f"no convolutional layer named {layer_name!r} in model {model.name!r}; the layers with a"
+            f" 4-D feature map are: {', '.join(conv_layers(model)) or 'none'}"
+        )
+    inputs = tf.constant(batch)
+    with tf.GradientTape() as tape, _Capture(path[-1]) as capture:
+        output = model(inputs, training=False)
+        feature_map = capture.output
+        if class_index is None:
+            class_index = int(tf.argmax(output[0]))
+        if not 0 <= class_index < output.shape[-1]:
+            raise ValueError(f"class_index={class_index}, but the model has {output.shape[-1]} outputs")
+        score = output[:, class_index]
+    gradients = tape.gradient(score, feature_map)
+    if gradients is None:  # the score does not depend on this layer at all
+        gradients = tf.zeros_like(feature_map)
+    weights = tf.reduce_mean(gradients, axis=(1, 2))  # (1, channels)
+    cam = tf.nn.relu(tf.einsum("bhwc,bc->bhw", feature_map, weights))[0].numpy()
+    top = float(cam.max())
+    return (cam / top if top > 0 else np.zeros_like(cam)).astype(np.float32)
+
+
+def overlay(image, heatmap: np.ndarray, alpha: float = 0.4, colormap: str = "jet") -> np.ndarray:
+    """Blend a heatmap, resized to the image and coloured with ``colormap``, over the image.
+
+    ``image`` has values 0-255, shape (height, width, 3) (or (height, width));
+    returns uint8 of shape (height, width, 3).
+    """
+    import matplotlib
+    from PIL import Image
+
+    if not 0 <= alpha <= 1:
+        raise ValueError(f"alpha={alpha}: must be between 0 and 1")
+    picture = np.asarray(image, dtype=np.float32)
+    if picture.ndim == 2:
+        picture = np.repeat(picture[..., None], 3, axis=2)
+    height, width = picture.shape[:2]
+    heat = np.clip(np.nan_to_num(np.asarray(heatmap, dtype=np.float32)), 0, 1)
+    resized = np.asarray(Image.fromarray(heat).resize((width, height), Image.BILINEAR))
+    coloured = matplotlib.colormaps[colormap](np.clip(resized, 0, 1))[..., :3] * 255
+    return np.clip((1 - alpha) * picture + alpha * coloured, 0, 255).astype(np.uint8)
+
+
+def mass_in(heatmap: np.ndarray, rows: slice = slice(None), columns: slice = slice(None)) -> float:
+    """Share of a heatmap's total that lies in the given rows and columns (0 for an empty map)."""
+    heat = np.asarray(heatmap, dtype=np.float64)
+    total = heat.sum()
+    return float(heat[rows, columns].sum() / total) if total > 0 else 0.0
