@@ -20,8 +20,19 @@ try:
 except ImportError:  # labels, splits and synthetic data work without TensorFlow
     pass
 
-from woofhelpers import data, labels, pipeline, plots, profiles, splits, synthetic  # noqa: E402
-from woofhelpers import ablations, baseline, evaluate, gradcam  # noqa: E402
+from woofhelpers import (  # noqa: E402
+    ablations,
+    baseline,
+    data,
+    evaluate,
+    gradcam,
+    labels,
+    pipeline,
+    plots,
+    profiles,
+    splits,
+    synthetic,
+)
 from woofhelpers.session import setup, versions  # noqa: E402
 
 __version__ = "0.1.0"

@@ -90,8 +90,14 @@ def gradcam_grid(
     return fig
 
 
-def accuracy_bars(table, value: str = "accuracy %", low: str = "95% CI low", high: str = "95% CI high",
-                  group: str = "test set", title: str = "Test accuracy with 95% bootstrap intervals"):
+def accuracy_bars(
+    table,
+    value: str = "accuracy %",
+    low: str = "95% CI low",
+    high: str = "95% CI high",
+    group: str = "test set",
+    title: str = "Test accuracy with 95% bootstrap intervals",
+):
     """Grouped bars with error bars from a long table (pandas) with one row per (trial, test
     set): columns ``trial``, ``group``, ``value``, ``low``, ``high``. Rows with no value
     are left out. Taught in *Results* (``chapters/results``)."""
