@@ -43,3 +43,24 @@ def test_full_profile_uses_224_px_and_says_nothing_was_trained(clean_woof_env):
     assert baseline.image_size_px(full) == 224
     assert "ImageNet weights" in baseline.describe(full) and "SMOKE" not in baseline.describe(full)
     assert baseline.image_size_px(wh.profiles.load("smoke")) == 64
+
+
+def test_without_preprocessing_shares_the_network_and_differs_only_in_the_input(tf, clean_woof_env):
+    model = baseline.model(wh.profiles.load("smoke", image_size_px=32))
+    raw = baseline.without_preprocessing(model)
+    assert raw.get_layer("resnet50") is model.get_layer("resnet50")
+    image = np.random.default_rng(0).uniform(0, 255, (1, 32, 32, 3)).astype("float32")
+    import keras
+
+    preprocessed = keras.applications.resnet50.preprocess_input(image.copy())
+    np.testing.assert_allclose(raw(preprocessed).numpy(), model(image).numpy(), rtol=1e-4, atol=1e-6)
+
+
+def test_reorder_with_swapped_terriers_swaps_their_columns():
+    scores = np.tile(np.arange(10, dtype=np.float32), (2, 1))
+    p = wh.evaluate.Predictions(("a", "b"), np.array([4, 5]), scores)
+    swapped = baseline.reorder(p, wh.ablations.swapped_indices())
+    assert list(swapped.scores[0]) == [0, 1, 2, 3, 5, 4, 6, 7, 8, 9]
+    assert list(baseline.reorder(p, wh.labels.IMAGENET_INDICES).scores[0]) == list(range(10))
+    with pytest.raises(ValueError, match="reordering"):
+        baseline.reorder(p, (1, 2, 3))

@@ -1,5 +1,4 @@
-"""wh.evaluate: predictions, bootstrap interval, confusion matrix, worst errors, bad input;
-and wh.ablations: the reshuffling take/skip "test" split of the original exercise."""
+"""wh.evaluate: predictions, bootstrap interval, confusion matrix, worst errors, bad input."""
 
 from __future__ import annotations
 
@@ -7,7 +6,7 @@ import numpy as np
 import pytest
 
 import woofhelpers as wh
-from woofhelpers import ablations, evaluate
+from woofhelpers import evaluate
 
 
 def make_predictions(true, predicted, n_classes=10, confidence=0.9):
@@ -181,34 +180,6 @@ def test_unreadable_files_are_reported_not_skipped_silently(small_dataset, copy_
 def test_an_unknown_part_is_refused(small_dataset, tf):
     with pytest.raises(ValueError, match="unknown part 'testing'"):
         evaluate.predict(colour_model(), wh.splits.official(small_dataset), "testing", image_size_px=32)
-
-
-# --- the original's reshuffling take/skip split ------------------------------------------------
-
-
-def test_take_skip_on_the_original_val_folder_sizes_and_leaks():
-    paths = [f"val/{i:03d}.JPEG" for i in range(500)]
-    report = ablations.take_skip_overlap(paths, batch_size=32, seed=0)
-    assert (report.test_batches, report.test_size, report.validation_size) == (3, 96, 404)
-    assert report.test_in_validation > 0 and report.test_changed > 0
-    assert report.test_seen_across_passes == 2 * 96 - (96 - report.test_changed)
-    assert report == ablations.take_skip_overlap(paths, batch_size=32, seed=0)
-
-
-def test_take_skip_without_reshuffling_would_not_leak(tf):
-    # The control: the same take/skip on a dataset read in a fixed order never overlaps.
-    paths = np.array([f"{i}" for i in range(100)])
-    ds = tf.data.Dataset.from_tensor_slices(paths).batch(10)
-    test = {p for b in ds.take(2).as_numpy_iterator() for p in b}
-    validation = {p for b in ds.skip(2).as_numpy_iterator() for p in b}
-    assert not test & validation
-    report = ablations.take_skip_overlap(list(paths), batch_size=10)
-    assert report.test_in_validation > 0  # reshuffling is what makes it leak
-
-
-def test_take_skip_refuses_too_few_batches():
-    with pytest.raises(ValueError, match="too few"):
-        ablations.take_skip_overlap(["a", "b"], batch_size=32)
 
 
 # --- figures ------------------------------------------------------------------------------

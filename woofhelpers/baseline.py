@@ -68,24 +68,32 @@ def image_size_px(profile: profiles.Profile | None = None) -> int:
     return profile.image_size_px or IMAGENET_SIZE_PX
 
 
-def model(profile: profiles.Profile | None = None, *, size_px: int | None = None):
+def model(
+    profile: profiles.Profile | None = None,
+    *,
+    size_px: int | None = None,
+    preprocess: bool = True,
+    indices=labels.IMAGENET_INDICES,
+):
     """ResNet50 *with* its 1000-way classifier (``include_top=True``), restricted to the
     ten breeds: input float32 (batch, size, size, 3) with values 0-255, output ten
     probabilities in the order of ``wh.labels.CLASS_NAMES``.
 
     Weights come from the profile: ImageNet in the full profile, none in the smoke one.
+    The ablations switch off ``preprocess`` (feed raw 0-255 pixels, as the original
+    exercise did) or pass other ImageNet ``indices`` (the original's swapped terriers).
     """
     import keras
 
     profile = profile or profiles.current()
     size_px = size_px or image_size_px(profile)
     inputs = keras.Input((size_px, size_px, 3), name="image")
-    x = keras.applications.resnet50.preprocess_input(inputs)
+    x = keras.applications.resnet50.preprocess_input(inputs) if preprocess else inputs
     resnet = keras.applications.ResNet50(
         include_top=True, weights=profile.weights, input_shape=(size_px, size_px, 3), classifier_activation=None
     )
     logits = resnet(x)
-    outputs = restrict_to_classes()(logits)
+    outputs = restrict_to_classes(indices)(logits)
     return keras.Model(inputs, outputs, name="resnet50_zero_training")
 
 
@@ -101,3 +109,28 @@ def describe(profile: profiles.Profile | None = None) -> str:
         "Zero-training baseline, SMOKE RUN: the same code on an UNTRAINED ResNet50"
         f" (weights=None, {image_size_px(profile)} px), so its accuracy is chance, not a result."
     )
+
+
+def without_preprocessing(model):
+    """The same network (shared layers, no copy) fed raw 0-255 pixels, as the original
+    exercise did: ``resnet50.preprocess_input`` left out."""
+    import keras
+
+    resnet = model.get_layer("resnet50")
+    restrict = model.get_layer("restrict_to_breeds")
+    inputs = keras.Input(model.input_shape[1:], name="raw_image")
+    return keras.Model(inputs, restrict(resnet(inputs)), name="resnet50_zero_training_no_preprocessing")
+
+
+def reorder(predictions, indices):
+    """Predictions whose class columns follow other ImageNet ``indices``: what the same
+    network would report if each label were looked up under another breed name (the
+    original's swapped terriers). Each index in ``indices`` must be one of the ten."""
+    import dataclasses
+
+    position = {index: column for column, index in enumerate(labels.IMAGENET_INDICES)}
+    unknown = [i for i in indices if i not in position]
+    if unknown or len(indices) != len(position):
+        raise ValueError(f"indices must be a reordering of {labels.IMAGENET_INDICES}; got {tuple(indices)}")
+    columns = [position[i] for i in indices]
+    return dataclasses.replace(predictions, scores=predictions.scores[:, columns])
