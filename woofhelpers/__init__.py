@@ -3,7 +3,7 @@
 Chapters import it once, as ``import woofhelpers as wh``, and call everything
 through it: ``wh.labels``, ``wh.profiles``, ``wh.data``, ``wh.synthetic``,
 ``wh.splits``, ``wh.pipeline``, ``wh.plots``, ``wh.evaluate``, ``wh.baseline``,
-``wh.gradcam``, ``wh.ablations``. Importing it also imports TensorFlow, when installed,
+``wh.gradcam``, ``wh.ablations``, ``wh.resnet``. Importing it also imports TensorFlow, when installed,
 without TensorFlow's C++ start-up notices (see ``woofhelpers._quiet``).
 """
 
@@ -30,6 +30,7 @@ from woofhelpers import (  # noqa: E402
     pipeline,
     plots,
     profiles,
+    resnet,
     splits,
     synthetic,
 )
@@ -46,6 +47,7 @@ __all__ = [
     "pipeline",
     "plots",
     "profiles",
+    "resnet",
     "setup",
     "splits",
     "synthetic",

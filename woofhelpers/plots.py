@@ -140,3 +140,90 @@ def confusion_matrix(frame, title: str = "Confusion matrix"):
     ax.set_title(title)
     fig.tight_layout()
     return fig
+
+# --- residual learning (chapter: Background: residual networks, ``chapters/resnet_background``) ---
+
+
+def _draw_block(ax, layers: list[str], title: str, output_label: str, shortcut_label: str | None):
+    """Draw one block top to bottom: input, weight layers with ReLUs between, an optional
+    identity shortcut around them into a "+", the output."""
+    from matplotlib.patches import Circle, FancyArrowPatch, FancyBboxPatch
+
+    ax.set_xlim(0, 10)
+    ax.set_ylim(0, 10)
+    ax.axis("off")
+    ax.set_title(title, fontsize=11)
+    step = 7.0 / (len(layers) + 1)
+    ys = [8.6 - step * (i + 1) for i in range(len(layers))]
+
+    def arrow(y0, y1, x=4.0):
+        ax.add_patch(FancyArrowPatch((x, y0), (x, y1), arrowstyle="-|>", mutation_scale=12, lw=1.3))
+
+    ax.text(4.0, 9.4, "x", ha="center", va="center", fontsize=12, style="italic")
+    arrow(9.1, ys[0] + 0.45)
+    for i, (y, text) in enumerate(zip(ys, layers)):
+        ax.add_patch(FancyBboxPatch((1.9, y - 0.4), 4.2, 0.8, boxstyle="round,pad=0.05",
+                                    facecolor="#dbe9f6", edgecolor="#2b5d8a", lw=1.2))
+        ax.text(4.0, y, text, ha="center", va="center", fontsize=9)
+        if i < len(layers) - 1:
+            ax.text(4.25, (y + ys[i + 1]) / 2, "ReLU", ha="left", va="center", fontsize=8, color="#555")
+            arrow(y - 0.45, ys[i + 1] + 0.45)
+    join = ys[-1] - 1.3
+    if shortcut_label:
+        arrow(ys[-1] - 0.45, join + 0.35)
+        ax.add_patch(Circle((4.0, join), 0.33, facecolor="white", edgecolor="black", lw=1.2))
+        ax.text(4.0, join, "+", ha="center", va="center", fontsize=13)
+        ax.add_patch(FancyArrowPatch((4.3, 9.2), (4.35, join + 0.05), connectionstyle="arc3,rad=-0.55",
+                                     arrowstyle="-|>", mutation_scale=12, lw=1.3, color="#c0392b"))
+        ax.text(8.9, (9.2 + join) / 2, shortcut_label, ha="center", va="center", fontsize=9, color="#c0392b")
+        ax.text(1.5, (ys[0] + ys[-1]) / 2, "F(x)", ha="right", va="center", fontsize=10, style="italic")
+        bottom = join - 0.35
+    else:
+        bottom = ys[-1] - 0.45
+        ax.text(1.5, (ys[0] + ys[-1]) / 2, "H(x)", ha="right", va="center", fontsize=10, style="italic")
+    ax.text(4.25, bottom - 0.45, "ReLU", ha="left", va="center", fontsize=8, color="#555")
+    arrow(bottom, bottom - 0.9)
+    ax.text(4.0, bottom - 1.25, output_label, ha="center", va="center", fontsize=11, style="italic")
+
+
+def residual_block():
+    """Three blocks side by side: a plain pair of layers, the residual block of He et al.
+    (2015, their Fig. 2), and the bottleneck block ResNet50 is built from."""
+    fig, axes = plt.subplots(1, 3, figsize=(11, 4.6))
+    _draw_block(axes[0], ["weight layer", "weight layer"], "plain: learn H(x)", "H(x)", None)
+    _draw_block(axes[1], ["weight layer", "weight layer"], "residual: learn F(x) = H(x) − x",
+                "F(x) + x", "identity x")
+    _draw_block(axes[2], ["1×1 conv, 64", "3×3 conv, 64", "1×1 conv, 256"], "ResNet50 bottleneck (conv2)",
+                "F(x) + x", "identity x\n(1×1 conv in a\nstage's first block)")
+    fig.tight_layout()
+    return fig
+
+
+def degradation(result, title: str = "Training error against depth"):
+    """Left: final training error against depth, plain and residual. Right: training error
+    per epoch of the deepest plain and residual networks. ``result`` is what
+    ``wh.resnet.degradation_experiment`` returns."""
+    table = result.table
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.8))
+    styles = {"plain": dict(color="#7f7f7f", marker="o"), "residual": dict(color="#c0392b", marker="s")}
+    for network, rows in table.groupby("network"):
+        left.plot(rows["depth"], 100 * rows["train_error"], label=network, **styles[network])
+    left.set_xlabel("depth (weight layers)")
+    left.set_ylabel("training error (%)")
+    left.set_xticks(sorted(table["depth"].unique()))
+    left.set_title(title)
+    left.legend()
+    deepest = int(table["depth"].max())
+    shallowest = int(table["depth"].min())
+    epochs = range(1, result.epochs + 1)
+    for (network, depth), curve in sorted(result.curves.items()):
+        if depth in (deepest, shallowest):
+            right.plot(epochs, [100 * e for e in curve], label=f"{network}, {depth} layers",
+                       color=styles[network]["color"], linestyle="-" if depth == deepest else ":")
+    right.set_xlabel("epoch")
+    right.xaxis.set_major_locator(plt.MaxNLocator(integer=True))
+    right.set_ylabel("training error (%)")
+    right.set_title("During training")
+    right.legend()
+    fig.tight_layout()
+    return fig
