@@ -287,6 +287,8 @@ def built_site(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def base_url(built_site):
+    for old in SCREENSHOTS.glob("*.png"):  # no stale pictures of pages that are gone
+        old.unlink()
     server, base = serve(built_site)
     yield base
     server.shutdown()
