@@ -203,8 +203,17 @@ async () => {
 """
 
 
-def visit(context, url: str, base: str, links: LinkChecker, *, title: str | None = None,
-          heading: str | None = None, colab: str | None = None, screenshot: Path | None = None) -> PageReport:
+def visit(
+    context,
+    url: str,
+    base: str,
+    links: LinkChecker,
+    *,
+    title: str | None = None,
+    heading: str | None = None,
+    colab: str | None = None,
+    screenshot: Path | None = None,
+) -> PageReport:
     """Open ``url`` in a new tab and check it as the module docstring says."""
     report = PageReport(url)
     page = context.new_page()
@@ -315,8 +324,11 @@ def links():
 
 
 def test_the_built_site_has_exactly_the_pages_of_the_toc(built_site):
-    built = {str(p.relative_to(built_site).with_suffix("")) for p in built_site.rglob("*.html")
-             if not p.relative_to(built_site).parts[0].startswith("_")}  # _static: theme assets
+    built = {
+        str(p.relative_to(built_site).with_suffix(""))
+        for p in built_site.rglob("*.html")
+        if not p.relative_to(built_site).parts[0].startswith("_")
+    }  # _static: theme assets
     built -= {"genindex", "search", "index"}  # Sphinx's own pages, and the redirect to the root
     assert sorted(built) == sorted(PAGES), "pages built but not in _toc.yml, or listed but not built"
 
@@ -369,8 +381,15 @@ def test_the_checker_reports_each_kind_of_problem(tmp_path, browser):
     server, base = serve(tmp_path)
     try:
         links = LinkChecker()
-        bad = visit(browser, base + "broken.html", base, links, title="Other", heading="Broken",
-                    colab="https://colab.research.google.com/github/o/r/blob/main/x.ipynb")
+        bad = visit(
+            browser,
+            base + "broken.html",
+            base,
+            links,
+            title="Other",
+            heading="Broken",
+            colab="https://colab.research.google.com/github/o/r/blob/main/x.ipynb",
+        )
         good = visit(browser, base + "good.html", base, links, title="Good", heading="Good")
     finally:
         server.shutdown()

@@ -14,7 +14,7 @@ from woofhelpers import resnet
 def test_digits_split_is_stratified_scaled_and_fixed_by_seed():
     x_train, x_test, y_train, y_test = resnet.digits_split(seed=0)
     assert x_train.shape == (1437, 64) and x_test.shape == (360, 64)
-    assert x_train.dtype == np.float32 and 0.0 <= x_train.min() and x_train.max() <= 1.0
+    assert x_train.dtype == np.float32 and x_train.min() >= 0.0 and x_train.max() <= 1.0
     assert np.bincount(y_test).min() >= 35  # every digit in the test set (~36 each)
     again = resnet.digits_split(seed=0)
     assert np.array_equal(again[0], x_train) and np.array_equal(again[3], y_test)
@@ -43,7 +43,7 @@ def test_make_mlp_counts_depth_and_parameters(residual):
 def test_plain_and_residual_networks_start_from_the_same_weights():
     plain = resnet.make_mlp(8, width=8, residual=False, seed=3)
     residual = resnet.make_mlp(8, width=8, residual=True, seed=3)
-    for a, b in zip(plain.parameters(), residual.parameters()):
+    for a, b in zip(plain.parameters(), residual.parameters(), strict=True):
         assert np.array_equal(a, b)
 
 
@@ -78,7 +78,7 @@ def test_gradients_match_finite_differences(residual, depth):
     rng = np.random.default_rng(0)
     net = _as_float64(resnet.make_mlp(depth, width=4, residual=residual, n_inputs=6, n_classes=3, seed=1))
     # Scales and shifts away from 1 and 0, so that their gradients are exercised too.
-    for gamma, beta in zip(net.gammas, net.betas):
+    for gamma, beta in zip(net.gammas, net.betas, strict=True):
         gamma += rng.normal(0, 0.3, gamma.shape)
         beta += rng.normal(0, 0.3, beta.shape)
     x = rng.normal(size=(7, 6))
@@ -86,7 +86,7 @@ def test_gradients_match_finite_differences(residual, depth):
     _, grads = resnet.loss_and_gradients(net, x, y)
     step = 1e-6
     worst = 0.0
-    for param, grad in zip(net.parameters(), grads):
+    for param, grad in zip(net.parameters(), grads, strict=True):
         assert grad.shape == param.shape
         for index in np.ndindex(param.shape):
             saved = param[index]

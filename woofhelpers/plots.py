@@ -141,6 +141,7 @@ def confusion_matrix(frame, title: str = "Confusion matrix"):
     fig.tight_layout()
     return fig
 
+
 # --- residual learning (chapter: Background: residual networks, ``chapters/resnet_background``) ---
 
 
@@ -161,9 +162,12 @@ def _draw_block(ax, layers: list[str], title: str, output_label: str, shortcut_l
 
     ax.text(4.0, 9.4, "x", ha="center", va="center", fontsize=12, style="italic")
     arrow(9.1, ys[0] + 0.45)
-    for i, (y, text) in enumerate(zip(ys, layers)):
-        ax.add_patch(FancyBboxPatch((1.9, y - 0.4), 4.2, 0.8, boxstyle="round,pad=0.05",
-                                    facecolor="#dbe9f6", edgecolor="#2b5d8a", lw=1.2))
+    for i, (y, text) in enumerate(zip(ys, layers, strict=True)):
+        ax.add_patch(
+            FancyBboxPatch(
+                (1.9, y - 0.4), 4.2, 0.8, boxstyle="round,pad=0.05", facecolor="#dbe9f6", edgecolor="#2b5d8a", lw=1.2
+            )
+        )
         ax.text(4.0, y, text, ha="center", va="center", fontsize=9)
         if i < len(layers) - 1:
             ax.text(4.25, (y + ys[i + 1]) / 2, "ReLU", ha="left", va="center", fontsize=8, color="#555")
@@ -173,8 +177,17 @@ def _draw_block(ax, layers: list[str], title: str, output_label: str, shortcut_l
         arrow(ys[-1] - 0.45, join + 0.35)
         ax.add_patch(Circle((4.0, join), 0.33, facecolor="white", edgecolor="black", lw=1.2))
         ax.text(4.0, join, "+", ha="center", va="center", fontsize=13)
-        ax.add_patch(FancyArrowPatch((4.3, 9.2), (4.35, join + 0.05), connectionstyle="arc3,rad=-0.55",
-                                     arrowstyle="-|>", mutation_scale=12, lw=1.3, color="#c0392b"))
+        ax.add_patch(
+            FancyArrowPatch(
+                (4.3, 9.2),
+                (4.35, join + 0.05),
+                connectionstyle="arc3,rad=-0.55",
+                arrowstyle="-|>",
+                mutation_scale=12,
+                lw=1.3,
+                color="#c0392b",
+            )
+        )
         ax.text(8.9, (9.2 + join) / 2, shortcut_label, ha="center", va="center", fontsize=9, color="#c0392b")
         ax.text(1.5, (ys[0] + ys[-1]) / 2, "F(x)", ha="right", va="center", fontsize=10, style="italic")
         bottom = join - 0.35
@@ -191,10 +204,14 @@ def residual_block():
     (2015, their Fig. 2), and the bottleneck block ResNet50 is built from."""
     fig, axes = plt.subplots(1, 3, figsize=(11, 4.6))
     _draw_block(axes[0], ["weight layer", "weight layer"], "plain: learn H(x)", "H(x)", None)
-    _draw_block(axes[1], ["weight layer", "weight layer"], "residual: learn F(x) = H(x) − x",
-                "F(x) + x", "identity x")
-    _draw_block(axes[2], ["1×1 conv, 64", "3×3 conv, 64", "1×1 conv, 256"], "ResNet50 bottleneck (conv2)",
-                "F(x) + x", "identity x\n(1×1 conv in a\nstage's first block)")
+    _draw_block(axes[1], ["weight layer", "weight layer"], "residual: learn F(x) = H(x) − x", "F(x) + x", "identity x")
+    _draw_block(
+        axes[2],
+        ["1×1 conv, 64", "3×3 conv, 64", "1×1 conv, 256"],
+        "ResNet50 bottleneck (conv2)",
+        "F(x) + x",
+        "identity x\n(1×1 conv in a\nstage's first block)",
+    )
     fig.tight_layout()
     return fig
 
@@ -218,12 +235,63 @@ def degradation(result, title: str = "Training error against depth"):
     epochs = range(1, result.epochs + 1)
     for (network, depth), curve in sorted(result.curves.items()):
         if depth in (deepest, shallowest):
-            right.plot(epochs, [100 * e for e in curve], label=f"{network}, {depth} layers",
-                       color=styles[network]["color"], linestyle="-" if depth == deepest else ":")
+            right.plot(
+                epochs,
+                [100 * e for e in curve],
+                label=f"{network}, {depth} layers",
+                color=styles[network]["color"],
+                linestyle="-" if depth == deepest else ":",
+            )
     right.set_xlabel("epoch")
     right.xaxis.set_major_locator(plt.MaxNLocator(integer=True))
     right.set_ylabel("training error (%)")
     right.set_title("During training")
     right.legend()
+    fig.tight_layout()
+    return fig
+
+def trial_curves(result, title: str | None = None):
+    """Learning curves of a trial's two phases in one figure (accuracy and loss, training
+    and validation), with the start of fine-tuning marked. ``result`` is a
+    ``wh.trials.TrialResult``. Taught in the trial chapters."""
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
+    phases = [p for p in ("head", "fine_tune") if result.history.get(p, {}).get("epoch")]
+    for ax, metric in zip(axes, ("accuracy", "loss")):
+        for prefix, style in (("", "-"), ("val_", "--")):
+            epochs = [e for p in phases for e in result.history[p]["epoch"]]
+            values = [v for p in phases for v in result.history[p].get(prefix + metric, [])]
+            label = "validation" if prefix else "training"
+            ax.plot(epochs, values, style, marker="o", markersize=3, label=label)
+        start = result.fine_tune_start_epoch
+        if start is not None:
+            ax.axvline(start - 0.5, color="grey", linestyle=":")
+            ax.annotate("fine-tuning starts", (start - 0.5, 0.97), xycoords=("data", "axes fraction"),
+                        ha="left", va="top", fontsize=8, color="grey")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(metric)
+        ax.grid(alpha=0.3)
+    axes[0].legend()
+    profile = result.profile.get("name", "?")
+    fig.suptitle(title or f"{result.name}: learning curves ({profile} profile)")
+    fig.tight_layout()
+    return fig
+
+
+def compare_trials(results, metric: str = "val_accuracy", title: str | None = None):
+    """One metric of several trials over epochs (both phases), one line per trial, each
+    trial's fine-tuning start marked with a dotted line. Taught in the trial chapters."""
+    fig, ax = plt.subplots(figsize=(7, 3.6))
+    for result in results:
+        phases = [p for p in ("head", "fine_tune") if result.history.get(p, {}).get("epoch")]
+        epochs = [e for p in phases for e in result.history[p]["epoch"]]
+        values = [v for p in phases for v in result.history[p].get(metric, [])]
+        line, = ax.plot(epochs, values, marker="o", markersize=3, label=result.name)
+        if result.fine_tune_start_epoch is not None:
+            ax.axvline(result.fine_tune_start_epoch - 0.5, color=line.get_color(), linestyle=":")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(metric)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    ax.set_title(title or f"{metric} by epoch")
     fig.tight_layout()
     return fig

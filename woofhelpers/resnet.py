@@ -39,8 +39,9 @@ def digits_split(test_fraction: float = 0.2, seed: int = 0):
         raise ValueError(f"test_fraction={test_fraction}: must be between 0 and 1, e.g. 0.2")
     digits = load_digits()
     x = (digits.data / 16.0).astype(np.float32)  # pixel values are 0..16
-    return train_test_split(x, digits.target.astype(np.int64), test_size=test_fraction,
-                            stratify=digits.target, random_state=seed)
+    return train_test_split(
+        x, digits.target.astype(np.int64), test_size=test_fraction, stratify=digits.target, random_state=seed
+    )
 
 
 # --- a plain or residual multilayer perceptron with batch normalization -------------------------
@@ -81,8 +82,9 @@ class MLP:
         return int(sum(p.size for p in self.parameters()))
 
 
-def make_mlp(depth: int, width: int = 32, residual: bool = False, n_inputs: int = 64,
-             n_classes: int = 10, seed: int = 0) -> MLP:
+def make_mlp(
+    depth: int, width: int = 32, residual: bool = False, n_inputs: int = 64, n_classes: int = 10, seed: int = 0
+) -> MLP:
     """A freshly initialized plain or residual :class:`MLP` (He-normal weights, as the paper).
 
     ``depth`` counts weight layers (at least 2); a residual network needs an even number of
@@ -100,7 +102,7 @@ def make_mlp(depth: int, width: int = 32, residual: bool = False, n_inputs: int 
     def he_normal(n_in, n_out):
         return (rng.standard_normal((n_in, n_out)) * np.sqrt(2.0 / n_in)).astype(np.float32)
 
-    weights = [he_normal(a, b) for a, b in zip(sizes[:-1], sizes[1:])]
+    weights = [he_normal(a, b) for a, b in zip(sizes[:-1], sizes[1:], strict=True)]
     return MLP(
         residual=residual,
         weights=weights,
@@ -213,8 +215,16 @@ def error_rate(net: MLP, x: np.ndarray, y: np.ndarray) -> float:
     return float((predict(net, x).argmax(axis=1) != y).mean())
 
 
-def train(net: MLP, x: np.ndarray, y: np.ndarray, epochs: int, batch_size: int = 64,
-          learning_rate: float = 0.05, momentum: float = 0.9, seed: int = 0) -> list[float]:
+def train(
+    net: MLP,
+    x: np.ndarray,
+    y: np.ndarray,
+    epochs: int,
+    batch_size: int = 64,
+    learning_rate: float = 0.05,
+    momentum: float = 0.9,
+    seed: int = 0,
+) -> list[float]:
     """Train ``net`` in place with mini-batch SGD and momentum; return the training error
     after each epoch (measured on all of ``x`` in inference mode)."""
     if epochs < 1 or batch_size < 1:
@@ -226,9 +236,9 @@ def train(net: MLP, x: np.ndarray, y: np.ndarray, epochs: int, batch_size: int =
     for _ in range(epochs):
         order = rng.permutation(len(y))
         for start in range(0, len(order) - batch_size + 1, batch_size):  # whole batches only (BN)
-            batch = order[start:start + batch_size]
+            batch = order[start : start + batch_size]
             _, grads = loss_and_gradients(net, x[batch], y[batch])
-            for param, grad, velocity in zip(params, grads, velocities):
+            for param, grad, velocity in zip(params, grads, velocities, strict=True):
                 velocity *= momentum
                 velocity -= learning_rate * grad
                 param += velocity  # in place: net's arrays change
@@ -249,7 +259,9 @@ def degradation_settings(profile) -> dict:
     """The depths and epochs :func:`degradation_experiment` runs in ``profile``
     (a ``wh.profiles.Profile``): short in ``smoke``, the proper run in ``full``."""
     if profile.name not in DEGRADATION_SETTINGS:
-        raise ValueError(f"no degradation settings for profile {profile.name!r}; choose one of {list(DEGRADATION_SETTINGS)}")
+        raise ValueError(
+            f"no degradation settings for profile {profile.name!r}; choose one of {list(DEGRADATION_SETTINGS)}"
+        )
     return dict(DEGRADATION_SETTINGS[profile.name])
 
 
@@ -257,13 +269,19 @@ def degradation_settings(profile) -> dict:
 class DegradationResult:
     """What :func:`degradation_experiment` measured."""
 
-    table: "object"  # pandas DataFrame: depth, network, parameters, train_error, test_error
+    table: object  # pandas DataFrame: depth, network, parameters, train_error, test_error
     curves: dict[tuple[str, int], list[float]]  # (network, depth) -> training error per epoch
     epochs: int
 
 
-def degradation_experiment(depths: tuple[int, ...] = (2, 8, 20, 32), epochs: int = 30, width: int = 32,
-                           batch_size: int = 64, learning_rate: float = 0.05, seed: int = 0) -> DegradationResult:
+def degradation_experiment(
+    depths: tuple[int, ...] = (2, 8, 20, 32),
+    epochs: int = 30,
+    width: int = 32,
+    batch_size: int = 64,
+    learning_rate: float = 0.05,
+    seed: int = 0,
+) -> DegradationResult:
     """Train a plain and a residual :class:`MLP` of each depth on the digits, identically.
 
     Same data, same initialization seed, same optimizer, same number of epochs; the only
@@ -280,13 +298,15 @@ def degradation_experiment(depths: tuple[int, ...] = (2, 8, 20, 32), epochs: int
         for network in ("plain", "residual"):
             net = make_mlp(depth, width, residual=network == "residual", seed=seed)
             curves[(network, depth)] = train(net, x_train, y_train, epochs, batch_size, learning_rate, seed=seed)
-            rows.append({
-                "depth": depth,
-                "network": network,
-                "parameters": net.parameter_count(),
-                "train_error": round(error_rate(net, x_train, y_train), 4),
-                "test_error": round(error_rate(net, x_test, y_test), 4),
-            })
+            rows.append(
+                {
+                    "depth": depth,
+                    "network": network,
+                    "parameters": net.parameter_count(),
+                    "train_error": round(error_rate(net, x_train, y_train), 4),
+                    "test_error": round(error_rate(net, x_test, y_test), 4),
+                }
+            )
     return DegradationResult(pd.DataFrame(rows), curves, epochs)
 
 
@@ -308,7 +328,7 @@ def _shape(layer) -> tuple:
     return tuple(layer.output.shape[1:])
 
 
-def stages(model) -> "object":
+def stages(model) -> object:
     """One row per stage of a Keras ResNet (``conv1`` stem, then ``conv2`` to ``conv5``, then
     the classifier if the model has one): its bottleneck blocks, output shape (height, width,
     channels), and parameters. The parameters add up to ``model.count_params()``.
@@ -336,13 +356,20 @@ def stages(model) -> "object":
     if not any(r["blocks"] for r in rows.values()):
         raise ValueError(f"{model.name!r} has no convN_blockM_ layers: not a Keras ResNet")
     table = pd.DataFrame(
-        [{"stage": r["stage"], "blocks": len(r["blocks"]), "output (h, w, c)": r["output"], "parameters": r["parameters"]}
-         for r in rows.values()]
+        [
+            {
+                "stage": r["stage"],
+                "blocks": len(r["blocks"]),
+                "output (h, w, c)": r["output"],
+                "parameters": r["parameters"],
+            }
+            for r in rows.values()
+        ]
     ).set_index("stage")
     return table
 
 
-def block_layers(model, block: str = "conv2_block1") -> "object":
+def block_layers(model, block: str = "conv2_block1") -> object:
     """The layers of one bottleneck block (e.g. ``"conv2_block1"``): name, type, output
     shape, parameters. Raises ``ValueError`` naming the blocks that exist if it does not."""
     import pandas as pd
@@ -352,8 +379,15 @@ def block_layers(model, block: str = "conv2_block1") -> "object":
         blocks = sorted({m.group(1) for layer in model.layers if (m := _BLOCK.match(layer.name))})
         raise ValueError(f"no block {block!r} in {model.name!r}; its blocks are {blocks}")
     return pd.DataFrame(
-        [{"layer": layer.name, "type": type(layer).__name__, "output": _shape(layer), "parameters": int(layer.count_params())}
-         for layer in found]
+        [
+            {
+                "layer": layer.name,
+                "type": type(layer).__name__,
+                "output": _shape(layer),
+                "parameters": int(layer.count_params()),
+            }
+            for layer in found
+        ]
     ).set_index("layer")
 
 
@@ -367,8 +401,11 @@ def locate(model, layer_name: str = "conv5_block3_out") -> dict:
         raise ValueError(f"no layer {layer_name!r} in {model.name!r}; the last layers are {names[-5:]}")
     index = names.index(layer_name)
     layer = model.layers[index]
-    readers = [other.name for other in model.layers[index + 1:]
-               if any(tensor is layer.output for tensor in keras.tree.flatten(other.input))]
+    readers = [
+        other.name
+        for other in model.layers[index + 1 :]
+        if any(tensor is layer.output for tensor in keras.tree.flatten(other.input))
+    ]
     return {
         "layer": layer_name,
         "index": index,
