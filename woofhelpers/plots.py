@@ -250,6 +250,7 @@ def degradation(result, title: str = "Training error against depth"):
     fig.tight_layout()
     return fig
 
+
 def trial_curves(result, title: str | None = None):
     """Learning curves of a trial's two phases in one figure (accuracy and loss, training
     and validation), with the start of fine-tuning marked. ``result`` is a
