@@ -210,3 +210,80 @@ def test_confusion_matrix_figure_labels_axes_with_breeds():
     ax = fig.axes[0]
     assert [t.get_text() for t in ax.get_yticklabels()] == list(wh.labels.CLASS_NAMES)
     assert sorted(t.get_text() for t in ax.texts) == ["1", "1", "1"]
+
+
+# --- trial results --------------------------------------------------------------------------
+
+
+@pytest.fixture
+def fake_trial_result(tmp_path, clean_woof_env):
+    """A TrialResult as run_trial saves it, with made-up probabilities, on a small dataset."""
+    profile = wh.profiles.use(
+        "smoke", data_dir=tmp_path, synthetic_train_per_class=10, synthetic_val_per_class=5,
+        synthetic_shortest_side_px=40, max_images_per_class=None,
+    )  # fmt: skip
+    trial = wh.trials.get("trial1").for_profile(profile)
+    own, honest = wh.trials.trial_data(trial, profile)
+
+    def saved(split):
+        true = split.labels("test")
+        scores = np.full((len(true), 10), 0.05, np.float32)
+        scores[np.arange(len(true)), true] = 0.55
+        scores[::2] = np.roll(scores[::2], 1, axis=1)  # every other one wrong
+        return {"labels": true.tolist(), "probabilities": scores.tolist()}
+
+    result = wh.trials.TrialResult(
+        trial=trial.settings(), effective=trial.settings(), profile={}, split={}, history={},
+        test={}, wall_s={}, predictions={"own": saved(own), "leakage_free": saved(honest)},
+        hardware={}, cached_features=True, created="",
+    )  # fmt: skip
+    return result, profile, own, honest
+
+
+def test_from_trial_gives_back_the_files_of_each_test_set(fake_trial_result):
+    result, profile, own, honest = fake_trial_result
+    for which, split in (("own", own), ("leakage_free", honest)):
+        p = evaluate.from_trial(result, profile, which)
+        assert p.paths == split.parts["test"]
+        np.testing.assert_array_equal(p.true, split.labels("test"))
+        assert p.correct.mean() == pytest.approx(0.5, abs=0.1)
+    with pytest.raises(ValueError, match="unknown test set"):
+        evaluate.from_trial(result, profile, "train")
+
+
+def test_from_trial_refuses_labels_that_no_longer_match(fake_trial_result):
+    result, profile, _, _ = fake_trial_result
+    result.predictions["own"]["labels"] = list(reversed(result.predictions["own"]["labels"]))
+    with pytest.raises(ValueError, match="dataset changed since the run"):
+        evaluate.from_trial(result, profile, "own")
+
+
+def test_trial_table_has_both_test_sets_the_original_number_and_intervals(fake_trial_result):
+    result, _, own, honest = fake_trial_result
+    table = evaluate.trial_table([result])
+    assert list(table["test set"]) == list(evaluate.TEST_SETS.values())
+    assert list(table["original reported %"]) == [14.58, 14.58]
+    assert list(table["images"]) == [len(own.parts["test"]), len(honest.parts["test"])]
+    first = table.iloc[0]
+    assert first["accuracy %"] == 50.0
+    assert first["95% CI low"] < 50.0 < first["95% CI high"]
+
+
+def test_load_results_prefers_complete_full_results_and_else_runs_the_profile(fake_trial_result, tmp_path, monkeypatch):
+    result, profile, _, _ = fake_trial_result
+    monkeypatch.setenv("WOOF_RESULTS_DIR", str(tmp_path / "results"))
+    ran = []
+
+    def run(name, p):
+        ran.append((name, p.name))
+        return result
+
+    assert evaluate.load_results(["trial1"], profile, run=run) == ("smoke", [result])
+    assert ran == [("trial1", "smoke")]
+    folder = tmp_path / "results" / "full" / "trial1"
+    folder.mkdir(parents=True)
+    (folder / "result.json").write_text(result.to_json())
+    name, loaded = evaluate.load_results(["trial1"], profile, run=run)
+    assert name == "full" and loaded[0].predictions == result.predictions and len(ran) == 1
+    # one full result missing: the profile's own runs are used for all
+    assert evaluate.load_results(["trial1", "trial2"], profile, run=run)[0] == "smoke"

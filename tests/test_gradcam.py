@@ -144,3 +144,17 @@ def test_gradcam_grid_draws_each_overlay_with_its_title():
     assert titled == ["a", "b", "c"] and len(fig.axes) == 4
     with pytest.raises(ValueError, match="as many of each"):
         plots.gradcam_grid(images, heats[:2], ["a", "b", "c"])
+
+
+def test_a_batch_gives_the_same_maps_as_one_image_at_a_time(tf):
+    model = half_model("left")
+    images = np.random.default_rng(2).uniform(0, 1, (3, 32, 32, 3)).astype(np.float32)
+    images[1] = 0  # a flat map in the middle of the batch stays zero and does not spoil the others
+    together = gradcam.heatmaps(model, images, "features", [0, 1, 2])
+    assert together.shape == (3, 32, 32) and (together[1] == 0).all()
+    for i, c in enumerate([0, 1, 2]):
+        np.testing.assert_allclose(together[i], gradcam.heatmap(model, images[i], "features", c), atol=1e-5)
+    with pytest.raises(ValueError, match="one class index per image"):
+        gradcam.heatmaps(model, images, "features", [0])
+    with pytest.raises(ValueError, match="out of range"):
+        gradcam.heatmap(model, images[0], "features", class_index=3)

@@ -113,8 +113,23 @@ def predict(
     scores = np.zeros((0, len(class_names)), dtype=np.float32)
     if readable.parts["test"]:
         ds = pipeline.dataset(readable, "test", image_size_px=image_size_px, batch_size=batch_size, shuffle=False)
-        scores = np.asarray(model.predict(ds.map(lambda x, y: x), verbose=0), dtype=np.float32)
+        scores = _quiet_predict(model, ds.map(lambda x, y: x))
     return Predictions(readable.parts["test"], true, scores, tuple(class_names), dict(report.unreadable))
+
+
+def _quiet_predict(model, images) -> np.ndarray:
+    """``model.predict`` without TensorFlow's "triggered tf.function retracing" warning,
+    which a chapter evaluating several models would otherwise print (the last, smaller
+    batch of each test set traces the predict function once more; that is expected)."""
+    import tensorflow as tf
+
+    logger = tf.get_logger()
+    level = logger.level
+    logger.setLevel("ERROR")
+    try:
+        return np.asarray(model.predict(images, verbose=0), dtype=np.float32)
+    finally:
+        logger.setLevel(level)
 
 
 def accuracy_ci(
@@ -251,3 +266,84 @@ def load(path: str | Path) -> Predictions:
             tuple(str(n) for n in f["class_names"]),
             dict(zip((str(p) for p in f["unreadable_paths"]), (str(r) for r in f["unreadable_reasons"]), strict=True)),
         )
+
+
+# --- trial results ------------------------------------------------------------------------
+
+# Test accuracy (%) each trial reported in the original exercise's write-up, measured on
+# 96 images (trials 1-3: 3 batches of 32) or about 512 (trials 4-5: a fifth of the
+# held-out batches) drawn from a reshuffling pipeline that overlapped validation.
+ORIGINAL_REPORTED = {"trial1": 14.58, "trial2": 72.92, "trial3": 71.88, "trial4": 85.35, "trial5": 86.27}
+TEST_SETS = {"own": "trial's own split", "leakage_free": "leakage-free (ImageNet val)"}
+
+
+def from_trial(result, profile=None, which: str = "leakage_free") -> Predictions:
+    """The saved test predictions of a trial (a ``wh.trials.TrialResult``) as
+    :class:`Predictions`, with the file of each row: ``which`` is ``"own"`` (the trial's
+    own test split) or ``"leakage_free"``. The files are found again by rebuilding the
+    trial's data exactly as the run did; a mismatch with the saved labels raises
+    ``ValueError`` (the dataset changed since the run)."""
+    from woofhelpers import profiles, trials
+
+    if which not in TEST_SETS:
+        raise ValueError(f"unknown test set {which!r}; choose one of {tuple(TEST_SETS)}")
+    profile = profile or profiles.current()
+    own, honest = trials.trial_data(trials.Trial(**result.effective), profile)
+    split = own if which == "own" else honest
+    saved = result.predictions[which]
+    true = np.asarray(saved["labels"], dtype=np.int64)
+    if not np.array_equal(true, split.labels("test")):
+        raise ValueError(
+            f"the saved {which} test labels of {result.name!r} do not match the files found now;"
+            " the dataset changed since the run: run the trial again (retrain=True)"
+        )
+    scores = np.asarray(saved["probabilities"], dtype=np.float32).reshape(len(true), -1)
+    return Predictions(split.parts["test"], true, scores)
+
+
+def trial_table(results: list, **bootstrap):
+    """Every trial side by side, one row per (trial, test set): the accuracy the original
+    reported, the images tested, our accuracy and its bootstrap interval (in %). Built from
+    the saved labels and probabilities of each ``wh.trials.TrialResult``."""
+    import pandas as pd
+
+    rows = []
+    for result in results:
+        for which, label in TEST_SETS.items():
+            saved = result.predictions[which]
+            true = np.asarray(saved["labels"], dtype=np.int64)
+            scores = np.asarray(saved["probabilities"], dtype=np.float32).reshape(len(true), -1)
+            row = {"trial": result.name, "test set": label, "original reported %": ORIGINAL_REPORTED.get(result.name)}
+            if len(true):
+                accuracy, low, high = accuracy_ci(scores.argmax(axis=1) == true, **bootstrap)
+                row.update(
+                    {
+                        "images": len(true),
+                        "accuracy %": round(100 * accuracy, 2),
+                        "95% CI low": round(100 * low, 2),
+                        "95% CI high": round(100 * high, 2),
+                    }
+                )
+            else:
+                row.update({"images": 0, "accuracy %": None, "95% CI low": None, "95% CI high": None})
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def load_results(names, profile=None, *, prefer: str = "full", run=None) -> tuple[str, list]:
+    """The saved results of the trials ``names``, and the profile that produced them.
+
+    When every one of them has a finished run of the ``prefer`` profile (``full``) under
+    ``results/<prefer>/``, those are returned, whatever the current profile. Otherwise
+    each trial is run, or loaded when already run, in ``profile`` (default: the current
+    one) with ``run`` (default: ``wh.trials.run_trial``).
+    """
+    from woofhelpers import profiles, trials
+
+    profile = profile or profiles.current()
+    folder = trials.results_dir() / prefer
+    found = [folder / name / trials.RESULT_FILE for name in names]
+    if all(path.is_file() for path in found):
+        return prefer, [trials.TrialResult.load(path) for path in found]
+    run = run or trials.run_trial
+    return profile.name, [run(name, profile) for name in names]

@@ -95,13 +95,26 @@ def heatmap(model, image, layer_name: str = DEFAULT_LAYER, class_index: int | No
     in [0, 1]; all zeros when no location speaks for the class. Raises ``ValueError``
     listing the convolutional layers when ``layer_name`` is not one of them.
     """
-    import tensorflow as tf
-
     batch = np.asarray(image, dtype=np.float32)
     if batch.ndim == 3:
         batch = batch[None]
     if batch.ndim != 4 or batch.shape[0] != 1:
         raise ValueError(f"heatmap explains one image of shape (height, width, 3); got shape {np.shape(image)}")
+    return heatmaps(model, batch, layer_name, None if class_index is None else [class_index])[0]
+
+
+def heatmaps(model, images, layer_name: str = DEFAULT_LAYER, class_indices=None) -> np.ndarray:
+    """:func:`heatmap` for a batch of images in one forward and backward pass: ``images``
+    of shape (n, height, width, 3), ``class_indices`` one class per image (default: each
+    image's predicted class). Returns float32 of shape (n, map height, map width).
+
+    The model runs in inference mode, so each image's map depends on that image alone.
+    """
+    import tensorflow as tf
+
+    batch = np.asarray(images, dtype=np.float32)
+    if batch.ndim != 4 or batch.shape[0] < 1:
+        raise ValueError(f"heatmaps needs images of shape (n, height, width, 3); got shape {np.shape(images)}")
     path = _path_to(model, layer_name)
     if path is None or layer_name not in conv_layers(model):
         raise ValueError(
@@ -112,18 +125,20 @@ def heatmap(model, image, layer_name: str = DEFAULT_LAYER, class_index: int | No
     with tf.GradientTape() as tape, _Capture(path[-1]) as capture:
         output = model(inputs, training=False)
         feature_map = capture.output
-        if class_index is None:
-            class_index = int(tf.argmax(output[0]))
-        if not 0 <= class_index < output.shape[-1]:
-            raise ValueError(f"class_index={class_index}, but the model has {output.shape[-1]} outputs")
-        score = output[:, class_index]
+        chosen = np.asarray(tf.argmax(output, axis=-1)) if class_indices is None else np.asarray(class_indices)
+        if chosen.shape != (batch.shape[0],):
+            raise ValueError(f"need one class index per image ({batch.shape[0]}), got {chosen.shape[0]}")
+        if ((chosen < 0) | (chosen >= output.shape[-1])).any():
+            raise ValueError(f"class_index {chosen.tolist()} out of range: the model has {output.shape[-1]} outputs")
+        # The sum of each image's own class score: its gradient for image i is that of score i.
+        score = tf.reduce_sum(tf.gather(output, chosen.astype(np.int32), axis=1, batch_dims=1))
     gradients = tape.gradient(score, feature_map)
     if gradients is None:  # the score does not depend on this layer at all
         gradients = tf.zeros_like(feature_map)
-    weights = tf.reduce_mean(gradients, axis=(1, 2))  # (1, channels)
-    cam = tf.nn.relu(tf.einsum("bhwc,bc->bhw", feature_map, weights))[0].numpy()
-    top = float(cam.max())
-    return (cam / top if top > 0 else np.zeros_like(cam)).astype(np.float32)
+    weights = tf.reduce_mean(tf.cast(gradients, tf.float32), axis=(1, 2))  # (n, channels)
+    cams = tf.nn.relu(tf.einsum("bhwc,bc->bhw", tf.cast(feature_map, tf.float32), weights)).numpy()
+    tops = cams.max(axis=(1, 2), keepdims=True)
+    return np.where(tops > 0, cams / np.where(tops > 0, tops, 1), 0).astype(np.float32)
 
 
 def overlay(image, heatmap: np.ndarray, alpha: float = 0.4, colormap: str = "jet") -> np.ndarray:
