@@ -409,3 +409,10 @@ def test_the_checker_reports_each_kind_of_problem(tmp_path, browser):
         assert expected in found, f"the checker missed {expected!r}; it reported:\n{found}"
     assert "good.html#here" not in found
     assert good.problems == [] and good.links_checked == 1
+
+
+def test_a_missing_chromium_fails_with_the_fix(tmp_path, monkeypatch):
+    """Without a browser the test must fail, saying how to install one; never skip."""
+    monkeypatch.setattr(sys.modules[__name__], "CHROMIUM", tmp_path / "no-chromium-here")
+    with pytest.raises(pytest.fail.Exception, match=r"apt-get install -y chromium"):
+        launch_browser(tmp_path / "profile")
