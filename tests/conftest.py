@@ -12,6 +12,7 @@ from __future__ import annotations
 import http.server
 import shutil
 import socket
+import sys
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,14 +21,22 @@ import pytest
 
 import woofhelpers as wh
 
-# Small enough to generate in a fraction of a second, big enough that every split
-# builder has at least two files per class to stratify on.
-SMALL = dict(train_per_class=3, val_per_class=2, shortest_side_px=40, grayscale_fraction=0.2, seed=0)
+# Small enough to generate in a fraction of a second, big enough for every split
+# builder: a stratified split needs at least one file per class in each part, so
+# official() needs 10 test files (20% of val) and leakage_free() 10 validation
+# files (10% of train).
+SMALL = dict(train_per_class=10, val_per_class=5, shortest_side_px=40, grayscale_fraction=0.2, seed=0)
+
+
+@pytest.fixture(scope="session")
+def small_settings() -> dict:
+    """The arguments ``small_dataset`` was generated with."""
+    return dict(SMALL)
 
 
 @pytest.fixture(scope="session")
 def small_dataset(tmp_path_factory) -> Path:
-    """A v1-layout synthetic Imagewoof: 30 train / 20 val images, 40 px. Read only."""
+    """A v1-layout synthetic Imagewoof: 100 train / 50 val images, 40 px. Read only."""
     return wh.synthetic.generate(tmp_path_factory.mktemp("small") / "imagewoof", **SMALL)
 
 
@@ -37,7 +46,11 @@ def v2_dataset(tmp_path_factory) -> Path:
     fewer English foxhounds). Read only."""
     return wh.synthetic.generate(
         tmp_path_factory.mktemp("v2") / "imagewoof2",
-        train_per_class=8, val_per_class=4, shortest_side_px=40, version="v2", seed=1,
+        train_per_class=8,
+        val_per_class=5,
+        shortest_side_px=40,
+        version="v2",
+        seed=1,
     )
 
 
@@ -93,6 +106,11 @@ class ArchiveServer:
     def url(self, path: str) -> str:
         return f"http://127.0.0.1:{self.port}{path}"
 
+    def serve(self, path: str, body: bytes, **route) -> str:
+        """Answer GET ``path`` with ``body`` (see :class:`Route` for ``route``); return its URL."""
+        self.routes[path] = Route(body=body, **route)
+        return self.url(path)
+
 
 def _handler_for(server_state: ArchiveServer):
     class Handler(http.server.BaseHTTPRequestHandler):
@@ -122,13 +140,23 @@ def _handler_for(server_state: ArchiveServer):
     return Handler
 
 
+class _QuietServer(http.server.ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request, client_address):
+        # A client hanging up mid-answer (a download cut short, an aborted fetch)
+        # is part of what these tests do; any other error is still reported.
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
+
+
 @pytest.fixture
 def archive_server():
     """Start a local HTTP server for one test and stop it afterwards."""
     state = ArchiveServer(port=0)
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(state))
+    httpd = _QuietServer(("127.0.0.1", 0), _handler_for(state))
     state.port = httpd.server_address[1]
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
     try:
         yield state

@@ -81,7 +81,9 @@ def test_wnids_are_sorted_so_labels_match_sorted_folder_names():
 def test_derived_tuples_line_up_with_the_breed_table():
     for i, breed in enumerate(wh.labels.BREEDS):
         assert (wh.labels.WNIDS[i], wh.labels.CLASS_NAMES[i], wh.labels.IMAGENET_INDICES[i]) == (
-            breed.wnid, breed.name, breed.imagenet_index,
+            breed.wnid,
+            breed.name,
+            breed.imagenet_index,
         )
 
 
@@ -114,3 +116,23 @@ def test_same_breed_ignores_case_hyphens_and_spaces_but_not_letters():
     assert wh.labels.same_breed("Shih-Tzu", "shih tzu")
     assert wh.labels.same_breed("Golden retriever", "golden Retriever")
     assert not wh.labels.same_breed("Border terrier", "Australian terrier")
+
+
+def test_check_folder_labels_agrees_on_correctly_filed_images(small_dataset):
+    files = sorted(p.relative_to(small_dataset).as_posix() for p in small_dataset.glob("*/*/*.JPEG"))
+    rows = wh.labels.check_folder_labels(files)
+    assert len(rows) == len(files)
+    assert all(row["agrees"] for row in rows)
+
+
+def test_check_folder_labels_catches_a_validation_image_in_the_wrong_folder():
+    # ImageNet's ground truth, not the file name, says where this image belongs.
+    name = wh.labels.imagenet_val_files(BORDER_TERRIER)[0]
+    rows = wh.labels.check_folder_labels([f"val/{AUSTRALIAN_TERRIER}/{name}", f"val/{BORDER_TERRIER}/{name}"])
+    assert [row["agrees"] for row in rows] == [False, True]
+    assert rows[0]["ImageNet says"] == BORDER_TERRIER
+
+
+def test_check_folder_labels_catches_a_training_image_in_the_wrong_folder():
+    rows = wh.labels.check_folder_labels([f"train/{AUSTRALIAN_TERRIER}/{BORDER_TERRIER}_123.JPEG"])
+    assert rows[0]["agrees"] is False and rows[0]["ImageNet says"] == BORDER_TERRIER

@@ -142,7 +142,11 @@ def _check_member(member: tarfile.TarInfo, archive: Path) -> None:
     elif member.issym() or member.islnk():
         target = PurePosixPath(member.linkname)
         resolved = (name.parent / target) if member.issym() else target
-        if target.is_absolute() or ".." in PurePosixPath(os.path.normpath(resolved.as_posix())).parts:
+        resolved = PurePosixPath(os.path.normpath(resolved.as_posix()))
+        # A symbolic link must also stay inside its own top folder: only that folder is
+        # moved into place, so a link out of it would point outside the dataset.
+        leaves_top = member.issym() and resolved.parts[:1] != name.parts[:1]
+        if target.is_absolute() or ".." in resolved.parts or leaves_top:
             problem = f"it links to {member.linkname!r}, outside the archive's folder"
     elif not (member.isfile() or member.isdir()):
         problem = "it is a device, pipe or other special file"

@@ -1,0 +1,305 @@
+"""wh.pipeline: decoding by content, scanning out bad files, and the tf.data datasets."""
+
+import hashlib
+import io
+import shutil
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import woofhelpers as wh
+
+SIZE = 32
+
+
+def jpeg_bytes(mode="RGB", size=(100, 80), fmt="JPEG"):
+    """An image with three coloured bands, as bytes. At 80 px it is more than twice
+    SIZE, so the pipeline may decode it at reduced scale: that path is exercised too."""
+    array = np.zeros((size[1], size[0], 3), np.uint8)
+    third = size[0] // 3
+    array[:, :third], array[:, third : 2 * third], array[:, 2 * third :] = (200, 30, 30), (30, 200, 30), (30, 30, 200)
+    buffer = io.BytesIO()
+    Image.fromarray(array).convert(mode).save(buffer, format=fmt, quality=95)
+    return buffer.getvalue()
+
+
+# The bad and odd files, placed in different classes and both folders. The values
+# say whether the file can be decoded.
+ODD_FILES = {
+    "train/n02086240/truncated.JPEG": (lambda: jpeg_bytes()[: len(jpeg_bytes()) // 2], False),
+    "train/n02087394/zero_bytes.JPEG": (lambda: b"", False),
+    "val/n02088364/text.JPEG": (lambda: b"this is a note, not a photograph\n", False),
+    "val/n02089973/png_inside.JPEG": (lambda: jpeg_bytes(fmt="PNG"), True),
+    "train/n02093754/cmyk.JPEG": (lambda: jpeg_bytes(mode="CMYK"), True),
+    "val/n02096294/grayscale.JPEG": (lambda: jpeg_bytes(mode="L"), True),
+}
+UNREADABLE = sorted(p for p, (_, readable) in ODD_FILES.items() if not readable)
+READABLE_ODD = sorted(p for p, (_, readable) in ODD_FILES.items() if readable)
+
+
+@pytest.fixture(scope="module")
+def odd_dataset(small_dataset, tmp_path_factory):
+    """A copy of the small dataset with every file of ODD_FILES added."""
+    root = Path(shutil.copytree(small_dataset, tmp_path_factory.mktemp("odd") / "dataset"))
+    for relative, (content, _) in ODD_FILES.items():
+        (root / relative).write_bytes(content())
+    return root
+
+
+@pytest.fixture(scope="module")
+def odd_split(odd_dataset):
+    return wh.splits.official(odd_dataset)
+
+
+@pytest.fixture(scope="module")
+def scanned(odd_split, tf):
+    return wh.pipeline.scan(odd_split, verbose=False)
+
+
+def all_parts(split):
+    return [p for part in wh.splits.PARTS for p in split.parts[part]]
+
+
+def epoch(ds):
+    """One pass over a dataset: (images, labels) as NumPy arrays."""
+    images, labels = [], []
+    for x, y in ds.as_numpy_iterator():
+        images.append(x)
+        labels.append(y)
+    return np.concatenate(images), np.concatenate(labels)
+
+
+def image_keys(images):
+    return [hashlib.sha1(image.tobytes()).hexdigest() for image in images]
+
+
+# --- bad files ------------------------------------------------------------------------------
+
+
+def test_the_layout_check_lets_odd_files_through_for_the_scan(odd_dataset, odd_split):
+    listed = {
+        p.relative_to(odd_dataset).as_posix()
+        for by in wh.data.list_images(odd_dataset).values()
+        for files in by.values()
+        for p in files
+    }
+    assert set(ODD_FILES) <= listed
+    assert set(ODD_FILES) <= set(all_parts(odd_split))
+
+
+def test_scan_reports_each_unreadable_file_by_path_with_a_reason(scanned, odd_split):
+    _, report = scanned
+    assert sorted(report.unreadable) == UNREADABLE
+    assert report.checked == len(all_parts(odd_split))
+    assert report.unreadable["train/n02087394/zero_bytes.JPEG"] == "zero-byte file"
+    assert report.unreadable["val/n02088364/text.JPEG"].startswith("not an image")
+    assert "truncated" in report.unreadable["train/n02086240/truncated.JPEG"]
+
+
+def test_scan_excludes_and_counts_the_unreadable_and_keeps_every_readable_file(scanned, odd_split):
+    cleaned, report = scanned
+    assert cleaned.excluded == tuple(UNREADABLE)
+    assert sorted(all_parts(cleaned)) == sorted(set(all_parts(odd_split)) - set(UNREADABLE))
+    assert set(READABLE_ODD) <= set(all_parts(cleaned))
+    # Each file stays in the part it was in.
+    for part in wh.splits.PARTS:
+        assert set(cleaned.parts[part]) == set(odd_split.parts[part]) - set(UNREADABLE)
+    text = str(report)
+    assert f"{report.checked} files" in text and f"{len(UNREADABLE)} unreadable" in text
+    for path in UNREADABLE:
+        assert path in text
+
+
+def test_scan_prints_its_report_unless_asked_not_to(odd_split, capsys, tf):
+    _, report = wh.pipeline.scan(odd_split)
+    printed = capsys.readouterr().out
+    assert printed.strip() == str(report)
+    assert all(path in printed for path in UNREADABLE)
+
+
+def test_scan_of_a_clean_split_excludes_nothing(small_dataset, tf):
+    split = wh.splits.official(small_dataset)
+    cleaned, report = wh.pipeline.scan(split, verbose=False)
+    assert report.unreadable == {} and report.checked == len(all_parts(split))
+    assert cleaned.parts == split.parts and cleaned.excluded == ()
+
+
+@pytest.mark.parametrize("relative", READABLE_ODD)
+def test_png_cmyk_and_grayscale_files_decode_to_rgb(odd_dataset, relative, tf):
+    path = odd_dataset / relative
+    image = wh.pipeline.decode(tf.io.read_file(str(path))).numpy()
+    with Image.open(path) as original:
+        assert image.shape == (original.height, original.width, 3)
+    assert image.dtype == np.uint8
+    width = image.shape[1]
+    left, middle = image[:, width // 6].astype(int), image[:, width // 2].astype(int)
+    if relative.endswith("grayscale.JPEG"):
+        assert (image[..., 0] == image[..., 1]).all() and (image[..., 1] == image[..., 2]).all()
+    else:  # the colours survive: red band on the left, green in the middle
+        assert (left[:, 0] > left[:, 1] + 100).all()
+        assert (middle[:, 1] > middle[:, 0] + 100).all()
+
+
+def test_a_full_epoch_over_the_cleaned_split_yields_exactly_the_readable_files(scanned, odd_split):
+    cleaned, _ = scanned
+    total = 0
+    for part in wh.splits.PARTS:
+        images, labels = epoch(wh.pipeline.dataset(cleaned, part, image_size_px=SIZE, batch_size=8))
+        assert len(images) == len(labels) == cleaned.sizes()[part]
+        total += len(images)
+    assert total == len(all_parts(odd_split)) - len(UNREADABLE)
+
+
+def test_without_the_scan_a_truncated_file_stops_the_epoch(odd_split, tf):
+    assert "train/n02086240/truncated.JPEG" in odd_split.parts["train"]
+    ds = wh.pipeline.dataset(odd_split, "train", image_size_px=SIZE, batch_size=8)
+    with pytest.raises(tf.errors.InvalidArgumentError):
+        epoch(ds)
+
+
+def test_an_empty_class_folder_is_refused_naming_it(small_dataset, copy_dataset):
+    root = copy_dataset(small_dataset)
+    folder = root / "val" / "n02105641"
+    for path in folder.iterdir():
+        path.unlink()
+    for build in (wh.data.list_images, wh.splits.official):
+        with pytest.raises(ValueError, match=str(folder)):
+            build(root)
+
+
+def test_an_unknown_folder_is_refused_naming_it(small_dataset, copy_dataset):
+    root = copy_dataset(small_dataset)
+    (root / "train" / "n99999999").mkdir()
+    (root / "train" / "n99999999" / "cat.JPEG").write_bytes(jpeg_bytes())
+    for build in (wh.data.list_images, wh.splits.official):
+        with pytest.raises(ValueError, match="n99999999") as excinfo:
+            build(root)
+        assert "n02086240" in str(excinfo.value)  # and says which folders are expected
+
+
+# --- the dataset ------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def split(small_dataset):
+    return wh.splits.official(small_dataset)
+
+
+@pytest.fixture(scope="module")
+def in_file_order(split, tf):
+    """The train part, unshuffled: image i is file i of the split."""
+    return epoch(wh.pipeline.dataset(split, "train", image_size_px=SIZE, batch_size=16, shuffle=False))
+
+
+def test_batches_have_the_documented_shapes_and_dtypes(split, tf):
+    ds = wh.pipeline.dataset(split, "validation", image_size_px=SIZE, batch_size=7)
+    batches = list(ds)
+    n = split.sizes()["validation"]
+    assert [len(y) for _, y in batches] == [7] * (n // 7) + ([n % 7] if n % 7 else [])
+    for images, labels in batches:
+        assert images.dtype == tf.float32 and labels.dtype == tf.int64
+        assert images.shape[1:] == (SIZE, SIZE, 3)
+    assert ds.element_spec[0].shape.as_list() == [None, SIZE, SIZE, 3]
+
+
+def test_pixel_values_are_0_to_255_not_rescaled(in_file_order):
+    images, _ = in_file_order
+    assert images.min() >= 0 and images.max() <= 255
+    assert images.max() > 200  # not scaled down to 0-1
+
+
+def test_unshuffled_labels_are_the_class_folders_in_file_order(split, in_file_order):
+    _, labels = in_file_order
+    folders = [p.split("/")[1] for p in split.parts["train"]]
+    assert [wh.labels.WNIDS[i] for i in labels] == folders
+
+
+def test_an_image_is_the_resized_file_it_comes_from(split, in_file_order, tf):
+    images, _ = in_file_order
+    path = split.paths("train")[5]
+    with Image.open(path) as original:
+        expected = tf.image.resize(np.asarray(original.convert("RGB")), (SIZE, SIZE)).numpy()
+    # TensorFlow's JPEG decoder rounds a little differently from Pillow's.
+    assert np.abs(images[5] - expected).mean() < 2
+    assert np.abs(images[6] - expected).mean() > 10  # another file is far off
+
+
+def test_train_is_shuffled_by_seed_with_every_file_once_and_its_own_label(split, in_file_order):
+    reference = dict(zip(image_keys(in_file_order[0]), in_file_order[1], strict=True))
+    assert len(reference) == len(in_file_order[0])  # every image distinct, so keys identify files
+    ds = wh.pipeline.dataset(split, "train", image_size_px=SIZE, batch_size=16, seed=3)
+    images, labels = epoch(ds)
+    keys = image_keys(images)
+    assert sorted(keys) == sorted(reference)  # each file exactly once
+    assert [reference[k] for k in keys] == labels.tolist()  # labels travel with their image
+    assert keys != image_keys(in_file_order[0])  # and the order is shuffled
+    again = epoch(wh.pipeline.dataset(split, "train", image_size_px=SIZE, batch_size=16, seed=3))
+    assert image_keys(again[0]) == keys  # same seed, same first epoch
+    other = epoch(wh.pipeline.dataset(split, "train", image_size_px=SIZE, batch_size=16, seed=4))
+    assert image_keys(other[0]) != keys
+
+
+def test_train_order_changes_from_epoch_to_epoch(split):
+    ds = wh.pipeline.dataset(split, "train", image_size_px=SIZE, batch_size=16, seed=3)
+    first, second = image_keys(epoch(ds)[0]), image_keys(epoch(ds)[0])
+    assert first != second and sorted(first) == sorted(second)
+
+
+def test_validation_and_test_are_not_shuffled_by_default(split):
+    for part in ("validation", "test"):
+        ds = wh.pipeline.dataset(split, part, image_size_px=SIZE, batch_size=16)
+        _, labels = epoch(ds)
+        assert labels.tolist() == split.labels(part).tolist()
+        assert image_keys(epoch(ds)[0]) == image_keys(epoch(ds)[0])
+
+
+def test_cache_in_memory_reshuffles_each_epoch_over_the_same_images(split, in_file_order):
+    reference = dict(zip(image_keys(in_file_order[0]), in_file_order[1], strict=True))
+    ds = wh.pipeline.dataset(split, "train", image_size_px=SIZE, batch_size=16, cache=True, seed=1)
+    epochs = [epoch(ds) for _ in range(3)]
+    orders = [image_keys(images) for images, _ in epochs]
+    assert orders[0] != orders[1] and orders[1] != orders[2]
+    for order, (_, labels) in zip(orders, epochs, strict=True):
+        assert sorted(order) == sorted(reference)
+        assert [reference[k] for k in order] == labels.tolist()
+
+
+def test_cache_in_a_file_writes_the_cache_and_gives_the_same_images(split, in_file_order, tmp_path):
+    ds = wh.pipeline.dataset(split, "train", image_size_px=SIZE, batch_size=16, cache=str(tmp_path / "cache"))
+    first, second = image_keys(epoch(ds)[0]), image_keys(epoch(ds)[0])
+    assert Counter(first) == Counter(second) == Counter(image_keys(in_file_order[0]))
+    assert first != second
+    assert any(p.name.startswith("cache") for p in tmp_path.iterdir())
+
+
+def test_augmentation_keeps_shapes_and_labels(split, tf):
+    ds = wh.pipeline.dataset(split, "test", image_size_px=SIZE, batch_size=4, augment=True)
+    images, labels = epoch(ds)
+    assert images.shape == (split.sizes()["test"], SIZE, SIZE, 3) and images.dtype == np.float32
+    assert labels.tolist() == split.labels("test").tolist()
+
+
+@pytest.mark.parametrize(
+    "options, word",
+    [
+        (dict(image_size_px=16, batch_size=8), "image_size_px"),
+        (dict(image_size_px=SIZE, batch_size=0), "batch_size"),
+    ],
+)
+def test_bad_sizes_are_refused(split, options, word, tf):
+    with pytest.raises(ValueError, match=word):
+        wh.pipeline.dataset(split, "train", **options)
+
+
+def test_an_empty_part_is_refused_naming_it(split, tf):
+    empty = wh.splits.Split("mine", split.root, {"train": split.parts["train"], "validation": (), "test": ()})
+    with pytest.raises(ValueError, match="test"):
+        wh.pipeline.dataset(empty, "test", image_size_px=SIZE, batch_size=8)
+
+
+def test_an_unknown_part_is_refused(split, tf):
+    with pytest.raises(ValueError, match="valid"):
+        wh.pipeline.dataset(split, "valid", image_size_px=SIZE, batch_size=8)

@@ -1,0 +1,203 @@
+"""wh.splits: file-level splits that cannot overlap, reproducible and saved as manifests."""
+
+from collections import Counter
+
+import pytest
+
+import woofhelpers as wh
+from woofhelpers.splits import PARTS
+
+
+def every_file(root):
+    """Every image of a dataset, relative POSIX path, found independently of wh.splits."""
+    return sorted(p.relative_to(root).as_posix() for p in root.glob("*/*/*.JPEG"))
+
+
+def all_parts(split):
+    return [p for part in PARTS for p in split.parts[part]]
+
+
+@pytest.fixture(scope="module", params=["official", "pooled", "leakage_free"])
+def built(request, small_dataset):
+    return getattr(wh.splits, request.param)(small_dataset)
+
+
+def test_a_split_covers_every_file_exactly_once(built, small_dataset):
+    counted = Counter(all_parts(built))
+    assert set(counted.values()) == {1}
+    assert sorted(counted) == every_file(small_dataset)
+
+
+def test_every_part_is_non_empty_and_labels_follow_the_class_folder(built):
+    for part in PARTS:
+        assert built.sizes()[part] > 0
+        labels = built.labels(part)
+        assert labels.dtype.name == "int64"
+        folders = [p.split("/")[1] for p in built.parts[part]]
+        assert [wh.labels.WNIDS[i] for i in labels] == folders
+        assert [p.relative_to(built.root).as_posix() for p in built.paths(part)] == list(built.parts[part])
+        assert all(p.is_file() for p in built.paths(part))
+
+
+def test_building_a_split_twice_gives_the_same_fingerprint(built, small_dataset):
+    again = getattr(wh.splits, built.name)(small_dataset)
+    assert again.fingerprint() == built.fingerprint()
+    assert again.parts == built.parts
+
+
+def test_splits_with_different_files_have_different_fingerprints(small_dataset):
+    official = wh.splits.official(small_dataset)
+    assert official.fingerprint() != wh.splits.official(small_dataset, seed=1).fingerprint()
+    assert official.fingerprint() != wh.splits.pooled(small_dataset).fingerprint()
+
+
+def test_official_trains_on_train_and_divides_val_by_class(small_dataset):
+    split = wh.splits.official(small_dataset, test_fraction=0.5)
+    assert sorted(split.parts["train"]) == [p for p in every_file(small_dataset) if p.startswith("train/")]
+    held = split.parts["validation"] + split.parts["test"]
+    assert sorted(held) == [p for p in every_file(small_dataset) if p.startswith("val/")]
+    # Stratified: every class is in both halves, in nearly equal numbers.
+    per_class = [Counter(split.labels(part).tolist()) for part in ("validation", "test")]
+    for label in range(10):
+        assert abs(per_class[0][label] - per_class[1][label]) <= 1
+
+
+def test_pooled_holds_out_int_of_20_percent_of_train_plus_val(small_dataset):
+    n = len(every_file(small_dataset))
+    split = wh.splits.pooled(small_dataset)
+    assert split.parts == wh.splits.pooled(small_dataset, seed=123).parts  # 123 is the default
+    held = split.sizes()["validation"] + split.sizes()["test"]
+    assert held == int(0.2 * n)
+    assert split.sizes()["train"] == n - int(0.2 * n)
+    assert split.sizes()["test"] == int(0.2 * held)
+
+
+def test_pooled_really_pools_and_depends_on_the_seed(small_dataset):
+    split = wh.splits.pooled(small_dataset)
+    held = split.parts["validation"] + split.parts["test"]
+    assert any(p.startswith("train/") for p in held) and any(p.startswith("val/") for p in held)
+    assert wh.splits.pooled(small_dataset, seed=124).parts != split.parts
+
+
+def test_leakage_free_test_is_exactly_the_imagenet_validation_files(v2_dataset):
+    split = wh.splits.leakage_free(v2_dataset)
+    ilsvrc = sorted(p for p in every_file(v2_dataset) if p.split("/")[-1].startswith("ILSVRC2012_val_"))
+    assert ilsvrc, "the v2 fixture should mix ImageNet validation files into both folders"
+    assert any(p.startswith("train/") for p in ilsvrc)
+    assert sorted(split.parts["test"]) == ilsvrc
+    trained_or_validated = split.parts["train"] + split.parts["validation"]
+    assert not any("ILSVRC2012_val_" in p for p in trained_or_validated)
+
+
+def test_leakage_free_on_v1_tests_on_the_whole_val_folder(small_dataset):
+    split = wh.splits.leakage_free(small_dataset)
+    assert sorted(split.parts["test"]) == [p for p in every_file(small_dataset) if p.startswith("val/")]
+
+
+def test_leakage_free_without_imagenet_validation_files_raises(small_dataset, copy_dataset):
+    root = copy_dataset(small_dataset)
+    for path in (root / "val").rglob("ILSVRC2012_val_*.JPEG"):
+        path.rename(path.with_name(f"{path.parent.name}_9{path.stem[-5:]}.JPEG"))
+    with pytest.raises(ValueError, match="ILSVRC2012_val_"):
+        wh.splits.leakage_free(root)
+
+
+@pytest.mark.parametrize("name", wh.splits.SPLIT_NAMES)
+def test_leakage_free_test_of_any_split_avoids_its_train_and_validation(name, v2_dataset):
+    split = getattr(wh.splits, name)(v2_dataset)
+    honest = wh.splits.leakage_free_test(split)
+    if name != "pooled":  # pooled may train or validate on all of them
+        assert honest
+    used = set(split.parts["train"]) | set(split.parts["validation"])
+    assert not used & set(honest)
+    assert all(p.split("/")[-1].startswith("ILSVRC2012_val_") for p in honest)
+    # ...and it is every ImageNet validation file the split does not train or validate on.
+    ilsvrc = {p for p in every_file(v2_dataset) if "ILSVRC2012_val_" in p}
+    assert set(honest) == ilsvrc - used
+
+
+def test_leakage_free_test_leaves_out_excluded_files(v2_dataset):
+    split = wh.splits.leakage_free(v2_dataset)
+    dropped = split.parts["test"][0]
+    assert dropped not in wh.splits.leakage_free_test(split.without([dropped]))
+
+
+def test_manifest_round_trips_with_the_same_fingerprint(small_dataset, copy_dataset):
+    root = copy_dataset(small_dataset)
+    for name in wh.splits.SPLIT_NAMES:
+        split = wh.splits.make(name, root)
+        path = root / "splits" / f"{name}.csv"
+        assert path.is_file()
+        loaded = wh.splits.load_manifest(path)
+        assert loaded.fingerprint() == split.fingerprint()
+        assert (loaded.name, loaded.root, loaded.parts) == (split.name, split.root, split.parts)
+    assert sorted(p.name for p in (root / "splits").iterdir()) == sorted(f"{n}.csv" for n in wh.splits.SPLIT_NAMES)
+
+
+def test_manifest_rows_carry_part_path_label_and_wnid(small_dataset):
+    split = wh.splits.official(small_dataset)
+    lines = split.manifest().splitlines()
+    assert lines[0] == "part,path,label,wnid"
+    assert len(lines) == 1 + len(all_parts(split))
+    part, path, label, wnid = lines[1].split(",")
+    assert part == "train" and path.split("/")[1] == wnid and int(label) == wh.labels.WNIDS.index(wnid)
+
+
+def test_load_manifest_with_another_root(small_dataset, copy_dataset, tmp_path):
+    root = copy_dataset(small_dataset)
+    path = wh.splits.official(root).save()
+    loaded = wh.splits.load_manifest(path, root=tmp_path / "elsewhere")
+    assert loaded.root == tmp_path / "elsewhere"
+
+
+def test_load_manifest_refuses_an_unknown_part(tmp_path):
+    path = tmp_path / "bad.csv"
+    path.write_text("part,path,label,wnid\nholdout,val/n02086240/a.JPEG,0,n02086240\n")
+    with pytest.raises(ValueError, match="holdout"):
+        wh.splits.load_manifest(path)
+
+
+def test_make_with_an_unknown_name_lists_the_split_names(small_dataset):
+    with pytest.raises(ValueError) as excinfo:
+        wh.splits.make("random", small_dataset)
+    assert "random" in str(excinfo.value)
+    for name in wh.splits.SPLIT_NAMES:
+        assert name in str(excinfo.value)
+
+
+def test_a_split_with_a_file_in_two_parts_raises_naming_it(small_dataset):
+    file = "val/n02086240/x.JPEG"
+    with pytest.raises(ValueError, match=file):
+        wh.splits.Split("mine", small_dataset, {"train": (file,), "validation": (), "test": (file,)})
+
+
+def test_a_split_with_a_file_twice_in_one_part_raises(small_dataset):
+    file = "train/n02086240/x.JPEG"
+    with pytest.raises(ValueError, match=file):
+        wh.splits.Split("mine", small_dataset, {"train": (file, file), "validation": (), "test": ()})
+
+
+def test_a_split_needs_exactly_the_three_parts(small_dataset):
+    with pytest.raises(ValueError, match="validation"):
+        wh.splits.Split("mine", small_dataset, {"train": (), "test": ()})
+
+
+def test_an_unknown_part_name_is_refused(small_dataset):
+    with pytest.raises(ValueError, match="valid"):
+        wh.splits.official(small_dataset).paths("valid")
+
+
+def test_without_removes_files_everywhere_and_records_them(small_dataset):
+    split = wh.splits.official(small_dataset)
+    drop = [split.parts["train"][0], split.parts["test"][0]]
+    smaller = split.without(drop)
+    assert smaller.excluded == tuple(sorted(drop))
+    assert not set(drop) & set(all_parts(smaller))
+    assert len(all_parts(smaller)) == len(all_parts(split)) - 2
+    assert split.sizes() != smaller.sizes()  # the original is unchanged
+
+
+@pytest.mark.parametrize("fraction", [0, 1, 1.5])
+def test_a_fraction_outside_0_to_1_is_refused(small_dataset, fraction):
+    with pytest.raises(ValueError, match="fraction"):
+        wh.splits.official(small_dataset, test_fraction=fraction)
