@@ -3,7 +3,7 @@
 Chapters import it once, as ``import woofhelpers as wh``, and call everything
 through it: ``wh.labels``, ``wh.profiles``, ``wh.data``, ``wh.synthetic``,
 ``wh.splits``, ``wh.pipeline``, ``wh.plots``, ``wh.evaluate``, ``wh.baseline``,
-``wh.gradcam``, ``wh.ablations``, ``wh.resnet``. Importing it also imports TensorFlow, when installed,
+``wh.gradcam``, ``wh.ablations``, ``wh.resnet``, ``wh.model``, ``wh.trials``. Importing it also imports TensorFlow, when installed,
 without TensorFlow's C++ start-up notices (see ``woofhelpers._quiet``).
 """
 
@@ -36,6 +36,11 @@ from woofhelpers import (  # noqa: E402
 )
 from woofhelpers.session import setup, versions  # noqa: E402
 
+try:  # the model and the trials need Keras
+    from woofhelpers import model, trials  # noqa: E402
+except ImportError:
+    pass
+
 __version__ = "0.1.0"
 __all__ = [
     "ablations",
@@ -44,6 +49,7 @@ __all__ = [
     "evaluate",
     "gradcam",
     "labels",
+    "model",
     "pipeline",
     "plots",
     "profiles",
@@ -51,5 +57,6 @@ __all__ = [
     "setup",
     "splits",
     "synthetic",
+    "trials",
     "versions",
 ]

@@ -27,7 +27,7 @@ def class_counts(counts: dict[str, dict[str, int]], title: str = "Images per bre
     ax.invert_yaxis()
     ax.set_xlabel("images")
     ax.set_title(title)
-    ax.legend()
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), frameon=False)
     fig.tight_layout()
     return fig
 

@@ -52,6 +52,9 @@ class Profile:
     synthetic_train_per_class: int = 30
     synthetic_val_per_class: int = 10
     synthetic_shortest_side_px: int = 80
+    # Trials only: keep at most this many files of each class in each part of a split
+    # (None: all). The smoke profile uses a few, so a trial chapter runs in seconds.
+    max_images_per_class: int | None = None
 
     @property
     def real_results(self) -> bool:
@@ -98,6 +101,7 @@ def _builtin(name: str) -> Profile:
             batch_size=16,
             epochs=2,
             data_dir=data_dir,
+            max_images_per_class=4,
         )
     if name == "full":
         # Imagewoof v1 is what the original exercise trained on; see wh.data.DEFAULT_VERSION.
