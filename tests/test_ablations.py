@@ -141,3 +141,14 @@ def test_the_smoke_stand_in_has_a_nested_base_with_batchnorm(small_dataset, tf):
         test_paths=split.parts["test"], freeze_batchnorm=False, freeze_first=0,
     )  # fmt: skip
     assert (result.batchnorm_layers, result.batchnorm_layers_changed) == (2, 2)
+
+
+def test_take_skip_counts_do_not_depend_on_what_set_the_global_seed_before(tf):
+    import keras
+
+    paths = [f"f{i}" for i in range(500)]
+    keras.utils.set_random_seed(7)
+    after_keras_seed = ablations.take_skip_overlap(paths, 32, seed=0)
+    tf.random.set_seed(123)
+    tf.random.uniform(())  # advance the global generator
+    assert ablations.take_skip_overlap(paths, 32, seed=0) == after_keras_seed

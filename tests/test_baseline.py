@@ -64,3 +64,12 @@ def test_reorder_with_swapped_terriers_swaps_their_columns():
     assert list(baseline.reorder(p, wh.labels.IMAGENET_INDICES).scores[0]) == list(range(10))
     with pytest.raises(ValueError, match="reordering"):
         baseline.reorder(p, (1, 2, 3))
+
+
+def test_the_untrained_baseline_is_the_same_network_every_time(tf, clean_woof_env):
+    profile = wh.profiles.load("smoke", image_size_px=32)
+    image = np.random.default_rng(0).uniform(0, 255, (1, 32, 32, 3)).astype("float32")
+    first = baseline.model(profile)(image).numpy()
+    np.testing.assert_array_equal(baseline.model(profile)(image).numpy(), first)
+    other_seed = baseline.model(wh.profiles.load("smoke", image_size_px=32, seed=1))(image).numpy()
+    assert not np.array_equal(other_seed, first)

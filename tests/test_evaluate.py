@@ -202,6 +202,15 @@ def test_accuracy_bars_draw_one_bar_per_row_with_error_bars():
     heights = sorted(round(p.get_height(), 1) for p in ax.patches)
     assert heights == [40.0, 50.0, 80.0]  # the row with no value is left out
     assert [t.get_text() for t in ax.get_xticklabels()] == ["1", "2"]
+    from matplotlib.collections import PathCollection
+
+    def markers(ax):
+        return [c for c in ax.collections if isinstance(c, PathCollection)]
+
+    assert not markers(ax)  # no reference column: no markers
+    table["original reported %"] = [14.58, 14.58, None, None]
+    (reported,) = markers(wh.plots.accuracy_bars(table).axes[0])
+    assert reported.get_offsets().tolist() == [[0.0, 14.58]]
 
 
 def test_confusion_matrix_figure_labels_axes_with_breeds():

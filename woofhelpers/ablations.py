@@ -50,13 +50,18 @@ def reshuffling_dataset(paths: list[str] | tuple[str, ...], batch_size: int, see
     """A ``tf.data`` dataset of batches of file paths that reshuffles on every pass,
     as ``keras.utils.image_dataset_from_directory(shuffle=True)`` builds it: the file
     list shuffled once, then a ``shuffle`` with a buffer of ``batch_size * 8`` that
-    reshuffles each iteration, then batching."""
+    reshuffles each iteration, then batching. A ``seed`` also sets TensorFlow's global
+    seed (``tf.random.set_seed``); ``None`` gives a different order every time."""
     import tensorflow as tf
 
     if batch_size < 1:
         raise ValueError(f"batch_size={batch_size}: must be at least 1")
     if not paths:
         raise ValueError("no paths to split")
+    if seed is not None:
+        # A shuffle's order depends on TensorFlow's global seed too; fix it, as
+        # keras.utils.set_random_seed would, so the order does not depend on what ran before.
+        tf.random.set_seed(seed)
     order = np.array(paths, dtype=str)
     np.random.default_rng(seed).shuffle(order)
     ds = tf.data.Dataset.from_tensor_slices(order)

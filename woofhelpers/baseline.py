@@ -87,6 +87,9 @@ def model(
 
     profile = profile or profiles.current()
     size_px = size_px or image_size_px(profile)
+    # Without ImageNet weights the network starts random: seed it, so that the same
+    # profile always builds the same network.
+    keras.utils.set_random_seed(profile.seed)
     inputs = keras.Input((size_px, size_px, 3), name="image")
     x = keras.applications.resnet50.preprocess_input(inputs) if preprocess else inputs
     resnet = keras.applications.ResNet50(

@@ -97,10 +97,16 @@ def accuracy_bars(
     high: str = "95% CI high",
     group: str = "test set",
     title: str = "Test accuracy with 95% bootstrap intervals",
+    reference: str | None = "original reported %",
 ):
     """Grouped bars with error bars from a long table (pandas) with one row per (trial, test
     set): columns ``trial``, ``group``, ``value``, ``low``, ``high``. Rows with no value
-    are left out. Taught in *Results* (``chapters/results``)."""
+    are left out. When the table has a ``reference`` column (the accuracy the original
+    exercise reported), it is drawn as a black marker over each trial. Taught in *Results*
+    (``chapters/results``)."""
+    references = None
+    if reference and reference in table:
+        references = table.drop_duplicates("trial").set_index("trial")[reference].dropna()
     table = table.dropna(subset=[value])
     trials = list(dict.fromkeys(table["trial"]))
     groups = list(dict.fromkeys(table[group]))
@@ -114,6 +120,18 @@ def accuracy_bars(
         errors = np.vstack([values - rows[low].to_numpy(dtype=float), rows[high].to_numpy(dtype=float) - values])
         errors = np.nan_to_num(errors, nan=0.0)
         ax.bar(positions + (i - (len(groups) - 1) / 2) * width, values, width, yerr=errors, capsize=3, label=name)
+    if references is not None and len(references):
+        known = [t for t in references.index if t in trials]
+        ax.scatter(
+            [trials.index(t) for t in known],
+            references[known],
+            marker="_",
+            s=900,
+            linewidths=2.5,
+            color="black",
+            zorder=3,
+            label=reference.replace(" %", ""),
+        )
     ax.set_xticks(x, trials)
     ax.set_ylim(0, 100)
     ax.set_ylabel("accuracy (%)")
