@@ -3,10 +3,10 @@
 import json
 import subprocess
 import sys
-import tomllib
 from pathlib import Path
 
 import pytest
+import tomllib
 
 REPO = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -42,7 +42,9 @@ def test_built_pages_show_outputs_and_the_colab_button(built_book):
 
 def test_base_dependencies_leave_tensorflow_alone():
     project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
-    names = [dep.split(">")[0].split("=")[0].split("<")[0].split("[")[0].strip().lower() for dep in project["dependencies"]]
+    names = [
+        dep.split(">")[0].split("=")[0].split("<")[0].split("[")[0].strip().lower() for dep in project["dependencies"]
+    ]
     assert not [n for n in names if n.startswith(("tensorflow", "keras", "tf-"))], names
 
 
@@ -50,8 +52,19 @@ def test_installing_where_tensorflow_is_present_installs_nothing_else(tmp_path):
     """What Colab does: TensorFlow is there already; installing woofhelpers must not touch it."""
     report = tmp_path / "report.json"
     result = subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--dry-run", "--no-index", "--no-build-isolation",
-         "--quiet", "--report", str(report), str(REPO)],
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--dry-run",
+            "--no-index",
+            "--no-build-isolation",
+            "--quiet",
+            "--report",
+            str(report),
+            str(REPO),
+        ],
         capture_output=True,
         text=True,
     )

@@ -38,7 +38,9 @@ def test_a_changed_source_is_detected_as_stale(tmp_path):
     assert any("does not hold the cells" in m for m in found)
     assert any("stale" in m for m in found)
     (tmp_path / "dataset.ipynb").unlink()
-    assert refresh.problems(md) == ["dataset.ipynb is missing: run `python -m woofhelpers.refresh dataset` and commit both files"]
+    assert refresh.problems(md) == [
+        "dataset.ipynb is missing: run `python -m woofhelpers.refresh dataset` and commit both files"
+    ]
 
 
 @pytest.mark.parametrize("md", SOURCES, ids=lambda p: p.stem)

@@ -1,7 +1,8 @@
 """The setup cell's helpers: the profile banner and the version guard."""
 
-import tomllib
 from pathlib import Path
+
+import tomllib
 
 import woofhelpers as wh
 from woofhelpers import session

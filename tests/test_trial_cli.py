@@ -14,8 +14,9 @@ REPO = Path(__file__).resolve().parent.parent
 def run_cli(*args: str, env_extra: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if not k.startswith("WOOF_")}
     env.update(env_extra or {}, TF_CPP_MIN_LOG_LEVEL="3")
-    return subprocess.run([sys.executable, "-m", "woofhelpers", *args], capture_output=True, text=True,
-                          env=env, cwd=REPO, timeout=900)
+    return subprocess.run(
+        [sys.executable, "-m", "woofhelpers", *args], capture_output=True, text=True, env=env, cwd=REPO, timeout=900
+    )
 
 
 def test_an_unknown_trial_is_refused_with_the_valid_names():
@@ -26,9 +27,13 @@ def test_an_unknown_trial_is_refused_with_the_valid_names():
 
 def test_run_trial_trains_headless_and_writes_the_result_files(tmp_path):
     tiny = {
-        "WOOF_DATA_DIR": str(tmp_path / "data"), "WOOF_RESULTS_DIR": str(tmp_path / "results"),
-        "WOOF_SYNTHETIC_TRAIN_PER_CLASS": "3", "WOOF_SYNTHETIC_VAL_PER_CLASS": "5",
-        "WOOF_SYNTHETIC_SHORTEST_SIDE_PX": "40", "WOOF_IMAGE_SIZE_PX": "32", "WOOF_BATCH_SIZE": "4",
+        "WOOF_DATA_DIR": str(tmp_path / "data"),
+        "WOOF_RESULTS_DIR": str(tmp_path / "results"),
+        "WOOF_SYNTHETIC_TRAIN_PER_CLASS": "3",
+        "WOOF_SYNTHETIC_VAL_PER_CLASS": "5",
+        "WOOF_SYNTHETIC_SHORTEST_SIDE_PX": "40",
+        "WOOF_IMAGE_SIZE_PX": "32",
+        "WOOF_BATCH_SIZE": "4",
         "WOOF_EPOCHS": "1",
     }
     done = run_cli("run-trial", "trial1", "--profile", "smoke", env_extra=tiny)

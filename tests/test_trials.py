@@ -27,9 +27,15 @@ REPO = Path(__file__).resolve().parent.parent
 def tiny_profile(tmp_path_factory):
     """A smoke profile over a tiny generated dataset: 32 px, batch 4, 2 epochs per phase."""
     return wh.profiles.load(
-        "smoke", data_dir=tmp_path_factory.mktemp("trial-data"), synthetic_train_per_class=3,
-        synthetic_val_per_class=5, synthetic_shortest_side_px=40, image_size_px=32, batch_size=4,
-        epochs=2, max_images_per_class=None,
+        "smoke",
+        data_dir=tmp_path_factory.mktemp("trial-data"),
+        synthetic_train_per_class=3,
+        synthetic_val_per_class=5,
+        synthetic_shortest_side_px=40,
+        image_size_px=32,
+        batch_size=4,
+        epochs=2,
+        max_images_per_class=None,
     )
 
 
@@ -63,9 +69,21 @@ def test_registry_holds_the_original_trials_as_they_ran():
     }
     for name, expected in table.items():
         t = trials.get(name)
-        assert (t.image_size_px, t.batch_size, t.output_activation, t.head_learning_rate,
-                t.fine_tune_learning_rate, t.split) == expected, name
-        assert (t.head, t.preprocessing, t.augment, t.head_optimizer, t.head_epochs) == ("original", "none", False, "adam", 10)
+        assert (
+            t.image_size_px,
+            t.batch_size,
+            t.output_activation,
+            t.head_learning_rate,
+            t.fine_tune_learning_rate,
+            t.split,
+        ) == expected, name
+        assert (t.head, t.preprocessing, t.augment, t.head_optimizer, t.head_epochs) == (
+            "original",
+            "none",
+            False,
+            "adam",
+            10,
+        )
         if t.fine_tune:
             assert (t.fine_tune, t.fine_tune_optimizer, t.fine_tune_epochs) == ("original", "rmsprop", 10)
             # the original fine-tuned at a tenth of the head's rate
@@ -73,7 +91,11 @@ def test_registry_holds_the_original_trials_as_they_ran():
     assert trials.get("trial1").fine_tune is None
     corrected = trials.get("corrected")
     assert (corrected.preprocessing, corrected.head, corrected.fine_tune, corrected.split) == (
-        "resnet50", "corrected", "corrected", "leakage_free")
+        "resnet50",
+        "corrected",
+        "corrected",
+        "leakage_free",
+    )
 
 
 @pytest.mark.parametrize(
@@ -177,14 +199,20 @@ def test_an_interrupted_run_resumes_from_the_last_finished_epoch(finished, tiny_
 
 
 def test_the_head_trained_on_cached_features_equals_the_head_trained_through_the_base(tiny_profile, tmp_path):
-    head_only = tiny_trial("head-only", fine_tune=None, fine_tune_learning_rate=None, fine_tune_optimizer=None,
-                           fine_tune_epochs=0, head="original")
+    head_only = tiny_trial(
+        "head-only",
+        fine_tune=None,
+        fine_tune_learning_rate=None,
+        fine_tune_optimizer=None,
+        fine_tune_epochs=0,
+        head="original",
+    )
     cached = trials.run_trial(head_only, tiny_profile, results=tmp_path / "cached", cached_features=True)
     through = trials.run_trial(head_only, tiny_profile, results=tmp_path / "through", cached_features=False)
     assert cached.cached_features and not through.cached_features
     a, b = trials.load_model(cached), trials.load_model(through)
     for name in ("head_dense", "predictions"):
-        for wa, wb in zip(a.get_layer(name).get_weights(), b.get_layer(name).get_weights()):
+        for wa, wb in zip(a.get_layer(name).get_weights(), b.get_layer(name).get_weights(), strict=True):
             # The base's features come out of batches of other sizes, so float32 sums differ in
             # their last bits; after training, every weight agrees to 0.1% of the largest one.
             np.testing.assert_allclose(wa, wb, atol=1e-3 * np.abs(wb).max(), err_msg=name)
@@ -198,15 +226,17 @@ def test_a_short_trial_runs_under_a_mirrored_strategy_on_two_logical_cpus(tmp_pa
         cpu = tf.config.list_physical_devices("CPU")[0]
         tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
         import woofhelpers as wh
-        profile = wh.profiles.load("smoke", data_dir={str(tmp_path / 'data')!r}, synthetic_train_per_class=3,
+        profile = wh.profiles.load("smoke", data_dir={str(tmp_path / "data")!r}, synthetic_train_per_class=3,
             synthetic_val_per_class=5, synthetic_shortest_side_px=40, image_size_px=32, batch_size=4, epochs=1,
             max_images_per_class=None)
         trial = wh.trials.variant(wh.trials.get("trial1"), "mirrored", output_activation="softmax")
         strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
-        result = wh.trials.run_trial(trial, profile, strategy=strategy, results={str(tmp_path / 'results')!r})
+        result = wh.trials.run_trial(trial, profile, strategy=strategy, results={str(tmp_path / "results")!r})
         print("REPLICAS", result.hardware["replicas"], result.hardware["strategy"], len(result.history["head"]["loss"]))
     """)
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, cwd=REPO, timeout=900)
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, env=env, cwd=REPO, timeout=900
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     assert "REPLICAS 2 MirroredStrategy 1" in done.stdout

@@ -3,10 +3,12 @@
 Chapters import it once, as ``import woofhelpers as wh``, and call everything
 through it: ``wh.labels``, ``wh.profiles``, ``wh.data``, ``wh.synthetic``,
 ``wh.splits``, ``wh.pipeline``, ``wh.plots``, ``wh.evaluate``, ``wh.baseline``,
-``wh.gradcam``, ``wh.ablations``, ``wh.resnet``, ``wh.model``, ``wh.trials``. Importing it also imports TensorFlow, when installed,
-without TensorFlow's C++ start-up notices (see ``woofhelpers._quiet``).
+``wh.gradcam``, ``wh.ablations``, ``wh.resnet``, ``wh.model``, ``wh.trials``.
+Importing it also imports TensorFlow, when installed, without TensorFlow's C++ start-up
+notices (see ``woofhelpers._quiet``).
 """
 
+import contextlib as _contextlib
 import os as _os
 
 # Keep TensorFlow's C++ start-up notices (oneDNN, CPU features) out of chapter
@@ -15,10 +17,8 @@ _os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from woofhelpers import _quiet  # noqa: E402
 
-try:
+with _contextlib.suppress(ImportError):  # labels, splits and synthetic data work without TensorFlow
     _quiet.import_tensorflow()
-except ImportError:  # labels, splits and synthetic data work without TensorFlow
-    pass
 
 from woofhelpers import (  # noqa: E402
     ablations,
@@ -36,10 +36,8 @@ from woofhelpers import (  # noqa: E402
 )
 from woofhelpers.session import setup, versions  # noqa: E402
 
-try:  # the model and the trials need Keras
+with _contextlib.suppress(ImportError):  # the model and the trials need Keras
     from woofhelpers import model, trials  # noqa: E402
-except ImportError:
-    pass
 
 __version__ = "0.1.0"
 __all__ = [

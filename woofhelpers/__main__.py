@@ -20,8 +20,12 @@ def main(argv: list[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     run = commands.add_parser("run-trial", help="train and test one trial, save its result files")
     run.add_argument("name", help=f"one of {', '.join(trials.TRIAL_NAMES)}")
-    run.add_argument("--profile", choices=profiles.PROFILE_NAMES, default=None,
-                     help="smoke (default, offline) or full (real data, ImageNet weights)")
+    run.add_argument(
+        "--profile",
+        choices=profiles.PROFILE_NAMES,
+        default=None,
+        help="smoke (default, offline) or full (real data, ImageNet weights)",
+    )
     run.add_argument("--retrain", action="store_true", help="train again even if a result is saved")
     run.add_argument("--results", default=None, help="results folder (default: results/ of the checkout)")
     args = parser.parse_args(argv)

@@ -170,9 +170,7 @@ def _download(url: str, folder: Path, filename: str, progress: bool) -> Path:
     try:
         # pooch writes to a temporary file beside the target and renames it only
         # once the transfer completed, so an interrupted download leaves nothing.
-        return Path(
-            pooch.retrieve(url, known_hash=None, fname=filename, path=folder, progressbar=progress)
-        )
+        return Path(pooch.retrieve(url, known_hash=None, fname=filename, path=folder, progressbar=progress))
     except requests.exceptions.HTTPError as exc:
         status = exc.response.status_code if exc.response is not None else "?"
         raise DownloadError(

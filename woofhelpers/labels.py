@@ -68,9 +68,7 @@ def breed(wnid: str) -> Breed:
     try:
         return _BY_WNID[wnid]
     except KeyError:
-        raise ValueError(
-            f"{wnid!r} is not an Imagewoof class; the ten wnids are: {', '.join(WNIDS)}"
-        ) from None
+        raise ValueError(f"{wnid!r} is not an Imagewoof class; the ten wnids are: {', '.join(WNIDS)}") from None
 
 
 def label_index(wnid: str) -> int:
@@ -129,9 +127,9 @@ def imagenet_synset(index: int) -> tuple[str, str]:
     """
     if not 0 <= index < 1000:
         raise ValueError(f"ImageNet-1k index {index} is outside 0-999")
-    return _imagenet_json("imagenet1k_to_21k.json")[str(index)], _imagenet_json(
-        "imagenet1k_label_to_names.json"
-    )[str(index)]
+    return _imagenet_json("imagenet1k_to_21k.json")[str(index)], _imagenet_json("imagenet1k_label_to_names.json")[
+        str(index)
+    ]
 
 
 def check_against_imagenet(table: dict[str, str]) -> list[dict[str, object]]:

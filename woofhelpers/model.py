@@ -143,7 +143,9 @@ def trainable_summary(model: keras.Model) -> dict[str, int]:
     trainable_layers = [layer for layer in base.layers if layer.trainable and layer.weights] if base.trainable else []
     return {
         "trainable base layers": len(trainable_layers),
-        "BatchNorm layers in training mode": sum(isinstance(x, keras.layers.BatchNormalization) for x in trainable_layers),
+        "BatchNorm layers in training mode": sum(
+            isinstance(x, keras.layers.BatchNormalization) for x in trainable_layers
+        ),
         "trainable weights": int(sum(np.prod(w.shape) for w in model.trainable_weights)),
         "frozen weights": int(sum(np.prod(w.shape) for w in model.non_trainable_weights)),
     }
@@ -185,5 +187,8 @@ def what_the_loss_sees(outputs, label: int) -> dict[str, float]:
         tape.watch(outputs)
         loss = keras.losses.sparse_categorical_crossentropy(tf.constant([label]), outputs)[0]
     gradient = tape.gradient(loss, outputs)[0]
-    return {"loss": float(loss), "gradient (true class)": float(gradient[label]),
-            "largest |gradient|": float(tf.reduce_max(tf.abs(gradient)))}
+    return {
+        "loss": float(loss),
+        "gradient (true class)": float(gradient[label]),
+        "largest |gradient|": float(tf.reduce_max(tf.abs(gradient))),
+    }

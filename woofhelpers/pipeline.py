@@ -147,7 +147,10 @@ class ScanReport:
     unreadable: dict[str, str]  # relative path -> reason
 
     def __str__(self) -> str:
-        lines = [f"scanned {self.checked} files: {self.checked - len(self.unreadable)} readable, {len(self.unreadable)} unreadable"]
+        lines = [
+            f"scanned {self.checked} files: {self.checked - len(self.unreadable)} readable,"
+            f" {len(self.unreadable)} unreadable"
+        ]
         lines += [f"  excluded {path}: {why}" for path, why in sorted(self.unreadable.items())]
         return "\n".join(lines)
 
@@ -176,7 +179,9 @@ def scan(split: Split, *, verbose: bool = True) -> tuple[Split, ScanReport]:
     ds = tf.data.Dataset.from_tensor_slices([str(split.root / p) for p in every] or [""])
     ds = ds.map(lambda p: (p, tf.shape(decode(tf.io.read_file(p)))), num_parallel_calls=AUTOTUNE)
     ds = ds.ignore_errors()
-    readable = {Path(p.decode()).relative_to(split.root).as_posix() for p, _ in ds.as_numpy_iterator()} if every else set()
+    readable = (
+        {Path(p.decode()).relative_to(split.root).as_posix() for p, _ in ds.as_numpy_iterator()} if every else set()
+    )
     unreadable = {p: _why_unreadable(split.root / p) for p in every if p not in readable}
     report = ScanReport(len(every), unreadable)
     if verbose:

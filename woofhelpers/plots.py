@@ -60,7 +60,7 @@ def image_grid(paths: list[Path], titles: list[str], columns: int = 5, size_in: 
     fig, axes = plt.subplots(rows, columns, figsize=(columns * size_in, rows * size_in * 1.1), squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
-    for ax, path, title in zip(axes.flat, paths, titles):
+    for ax, path, title in zip(axes.flat, paths, titles, strict=False):  # spare axes stay blank
         with Image.open(path) as image:
             ax.imshow(image.convert("RGB"))
         ax.set_title(title, fontsize=9)
@@ -275,7 +275,7 @@ def trial_curves(result, title: str | None = None):
     ``wh.trials.TrialResult``. Taught in the trial chapters."""
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
     phases = [p for p in ("head", "fine_tune") if result.history.get(p, {}).get("epoch")]
-    for ax, metric in zip(axes, ("accuracy", "loss")):
+    for ax, metric in zip(axes, ("accuracy", "loss"), strict=True):
         for prefix, style in (("", "-"), ("val_", "--")):
             epochs = [e for p in phases for e in result.history[p]["epoch"]]
             values = [v for p in phases for v in result.history[p].get(prefix + metric, [])]
@@ -284,8 +284,15 @@ def trial_curves(result, title: str | None = None):
         start = result.fine_tune_start_epoch
         if start is not None:
             ax.axvline(start - 0.5, color="grey", linestyle=":")
-            ax.annotate("fine-tuning starts", (start - 0.5, 0.97), xycoords=("data", "axes fraction"),
-                        ha="left", va="top", fontsize=8, color="grey")
+            ax.annotate(
+                "fine-tuning starts",
+                (start - 0.5, 0.97),
+                xycoords=("data", "axes fraction"),
+                ha="left",
+                va="top",
+                fontsize=8,
+                color="grey",
+            )
         ax.set_xlabel("epoch")
         ax.set_ylabel(metric)
         ax.grid(alpha=0.3)
@@ -304,7 +311,7 @@ def compare_trials(results, metric: str = "val_accuracy", title: str | None = No
         phases = [p for p in ("head", "fine_tune") if result.history.get(p, {}).get("epoch")]
         epochs = [e for p in phases for e in result.history[p]["epoch"]]
         values = [v for p in phases for v in result.history[p].get(metric, [])]
-        line, = ax.plot(epochs, values, marker="o", markersize=3, label=result.name)
+        (line,) = ax.plot(epochs, values, marker="o", markersize=3, label=result.name)
         if result.fine_tune_start_epoch is not None:
             ax.axvline(result.fine_tune_start_epoch - 0.5, color=line.get_color(), linestyle=":")
     ax.set_xlabel("epoch")

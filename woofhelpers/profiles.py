@@ -83,10 +83,7 @@ class Profile:
         if self.real_results:
             lines.append("  These are real results on Imagewoof.")
         else:
-            lines.append(
-                "  SMOKE RUN: numbers and pictures on this page test the code;"
-                " they are NOT real results."
-            )
+            lines.append("  SMOKE RUN: numbers and pictures on this page test the code; they are NOT real results.")
         return "\n".join(lines)
 
 
@@ -162,9 +159,7 @@ def load(name: str | None = None, **overrides) -> Profile:
     """
     name = name or os.environ.get(ENV_VAR) or DEFAULT_PROFILE
     if name not in PROFILE_NAMES:
-        raise ValueError(
-            f"unknown profile {name!r} (from {ENV_VAR} or the argument); choose one of {PROFILE_NAMES}"
-        )
+        raise ValueError(f"unknown profile {name!r} (from {ENV_VAR} or the argument); choose one of {PROFILE_NAMES}")
     profile = _builtin(name)
     by_name = {f.name: f for f in dataclasses.fields(Profile)}
     changes = {}

@@ -111,7 +111,9 @@ def main(argv: list[str] | None = None) -> int:
     paths = [CHAPTERS / f"{Path(name).stem}.md" for name in args.chapters] or sorted(CHAPTERS.glob("*.md"))
     for path in paths:
         if not path.is_file():
-            raise SystemExit(f"no chapter source {path}; the chapters are {[p.stem for p in sorted(CHAPTERS.glob('*.md'))]}")
+            raise SystemExit(
+                f"no chapter source {path}; the chapters are {[p.stem for p in sorted(CHAPTERS.glob('*.md'))]}"
+            )
     if args.check:
         found = [message for path in paths for message in problems(path, args.profile)]
         orphans = [p.name for p in CHAPTERS.glob("*.ipynb") if not p.with_suffix(".md").is_file()]

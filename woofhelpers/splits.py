@@ -87,7 +87,7 @@ class Split:
         """First 16 hex digits of the SHA-256 of :meth:`manifest`."""
         return hashlib.sha256(self.manifest().encode()).hexdigest()[:16]
 
-    def without(self, paths: list[str] | tuple[str, ...]) -> "Split":
+    def without(self, paths: list[str] | tuple[str, ...]) -> Split:
         """A copy with ``paths`` removed from every part and recorded in ``excluded``."""
         drop = set(paths)
         return Split(
@@ -141,9 +141,7 @@ def _stratified(paths: list[str], fraction: float, seed: int) -> tuple[list[str]
 
     if not 0 < fraction < 1:
         raise ValueError(f"fraction {fraction} must be between 0 and 1")
-    rest, held = train_test_split(
-        paths, test_size=fraction, random_state=seed, stratify=[_class_of(p) for p in paths]
-    )
+    rest, held = train_test_split(paths, test_size=fraction, random_state=seed, stratify=[_class_of(p) for p in paths])
     return sorted(rest), sorted(held)
 
 
@@ -157,7 +155,9 @@ def official(root: str | Path, test_fraction: float = 0.2, seed: int = 0) -> Spl
     """
     root = Path(root)
     validation, test = _stratified(_files(root, "val"), test_fraction, seed)
-    return Split("official", root, {"train": tuple(_files(root, "train")), "validation": tuple(validation), "test": tuple(test)})
+    return Split(
+        "official", root, {"train": tuple(_files(root, "train")), "validation": tuple(validation), "test": tuple(test)}
+    )
 
 
 def pooled(root: str | Path, validation_fraction: float = 0.2, seed: int = 123, test_fraction: float = 0.2) -> Split:

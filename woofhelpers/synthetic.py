@@ -50,8 +50,16 @@ def _pattern(rng: np.random.Generator, label: int, height: int, width: int, gray
 
 
 _CLASS_COLOURS = (
-    (230, 180, 140), (200, 120, 60), (160, 110, 70), (220, 200, 170), (140, 120, 100),
-    (90, 80, 70), (235, 190, 90), (200, 200, 205), (245, 245, 240), (210, 150, 80),
+    (230, 180, 140),
+    (200, 120, 60),
+    (160, 110, 70),
+    (220, 200, 170),
+    (140, 120, 100),
+    (90, 80, 70),
+    (235, 190, 90),
+    (200, 200, 205),
+    (245, 245, 240),
+    (210, 150, 80),
 )
 
 
@@ -92,9 +100,13 @@ def generate(
     if train_per_class < 1 or val_per_class < 1:
         raise ValueError("train_per_class and val_per_class must be at least 1")
     settings = dict(
-        train_per_class=train_per_class, val_per_class=val_per_class,
-        shortest_side_px=shortest_side_px, max_aspect=max_aspect,
-        grayscale_fraction=grayscale_fraction, version=version, seed=seed,
+        train_per_class=train_per_class,
+        val_per_class=val_per_class,
+        shortest_side_px=shortest_side_px,
+        max_aspect=max_aspect,
+        grayscale_fraction=grayscale_fraction,
+        version=version,
+        seed=seed,
     )
     info_path = root / INFO_FILE
     if info_path.is_file():

@@ -111,7 +111,7 @@ class Trial:
         """Epochs of both phases together."""
         return self.head_epochs + (self.fine_tune_epochs if self.fine_tune else 0)
 
-    def for_profile(self, profile: profiles.Profile) -> "Trial":
+    def for_profile(self, profile: profiles.Profile) -> Trial:
         """The trial as ``profile`` runs it: the profile's image size, batch size and
         epochs per phase replace the trial's where the profile sets them (smoke does;
         full keeps the trial's own)."""
@@ -141,39 +141,93 @@ def table(*trials: Trial):
 
 
 _ORIGINAL = dict(
-    batch_size=32, head_optimizer="adam", head_epochs=10, fine_tune_optimizer="rmsprop", fine_tune_epochs=10,
-    preprocessing="none", head="original", augment=False, seed=123,
+    batch_size=32,
+    head_optimizer="adam",
+    head_epochs=10,
+    fine_tune_optimizer="rmsprop",
+    fine_tune_epochs=10,
+    preprocessing="none",
+    head="original",
+    augment=False,
+    seed=123,
 )
 
 TRIALS: dict[str, Trial] = {
     "trial1": Trial(
-        "trial1", image_size_px=160, output_activation="relu", head_learning_rate=0.01, fine_tune=None,
-        fine_tune_learning_rate=None, split="official",
-        description="ReLU output layer, head only", **{**_ORIGINAL, "fine_tune_optimizer": None, "fine_tune_epochs": 0},
+        "trial1",
+        image_size_px=160,
+        output_activation="relu",
+        head_learning_rate=0.01,
+        fine_tune=None,
+        fine_tune_learning_rate=None,
+        split="official",
+        description="ReLU output layer, head only",
+        **{**_ORIGINAL, "fine_tune_optimizer": None, "fine_tune_epochs": 0},
     ),
     "trial2": Trial(
-        "trial2", image_size_px=160, output_activation="softmax", head_learning_rate=0.01, fine_tune="original",
-        fine_tune_learning_rate=0.001, split="official", description="softmax output, fine-tuning at lr 0.001", **_ORIGINAL,
+        "trial2",
+        image_size_px=160,
+        output_activation="softmax",
+        head_learning_rate=0.01,
+        fine_tune="original",
+        fine_tune_learning_rate=0.001,
+        split="official",
+        description="softmax output, fine-tuning at lr 0.001",
+        **_ORIGINAL,
     ),
     "trial3": Trial(
-        "trial3", image_size_px=160, output_activation="softmax", head_learning_rate=0.0001, fine_tune="original",
-        fine_tune_learning_rate=0.00001, split="official", description="learning rate 0.0001 (fine-tuning 0.00001)", **_ORIGINAL,
+        "trial3",
+        image_size_px=160,
+        output_activation="softmax",
+        head_learning_rate=0.0001,
+        fine_tune="original",
+        fine_tune_learning_rate=0.00001,
+        split="official",
+        description="learning rate 0.0001 (fine-tuning 0.00001)",
+        **_ORIGINAL,
     ),
     "trial4": Trial(
-        "trial4", image_size_px=200, output_activation="softmax", head_learning_rate=0.0001, fine_tune="original",
-        fine_tune_learning_rate=0.00001, split="pooled", description="train and val pooled, random 80/20 re-split", **_ORIGINAL,
+        "trial4",
+        image_size_px=200,
+        output_activation="softmax",
+        head_learning_rate=0.0001,
+        fine_tune="original",
+        fine_tune_learning_rate=0.00001,
+        split="pooled",
+        description="train and val pooled, random 80/20 re-split",
+        **_ORIGINAL,
     ),
     "trial5": Trial(
-        "trial5", image_size_px=200, output_activation="softmax", head_learning_rate=0.0001, fine_tune="original",
-        fine_tune_learning_rate=0.00001, split="pooled", description="batch size 10",
+        "trial5",
+        image_size_px=200,
+        output_activation="softmax",
+        head_learning_rate=0.0001,
+        fine_tune="original",
+        fine_tune_learning_rate=0.00001,
+        split="pooled",
+        description="batch size 10",
         **{**_ORIGINAL, "batch_size": 10},
     ),
     "corrected": Trial(
-        "corrected", image_size_px=224, batch_size=32, output_activation="softmax", head_learning_rate=0.001,
-        head_optimizer="adam", head_epochs=10, fine_tune="corrected", fine_tune_learning_rate=0.00001,
-        fine_tune_optimizer="adam", fine_tune_epochs=10, split="leakage_free", preprocessing="resnet50",
-        head="corrected", augment=False, seed=123,
-        description="preprocessing in the model, pooled head, top stage fine-tuned with BatchNorm frozen, honest test set",
+        "corrected",
+        image_size_px=224,
+        batch_size=32,
+        output_activation="softmax",
+        head_learning_rate=0.001,
+        head_optimizer="adam",
+        head_epochs=10,
+        fine_tune="corrected",
+        fine_tune_learning_rate=0.00001,
+        fine_tune_optimizer="adam",
+        fine_tune_epochs=10,
+        split="leakage_free",
+        preprocessing="resnet50",
+        head="corrected",
+        augment=False,
+        seed=123,
+        description=(
+            "preprocessing in the model, pooled head, top stage fine-tuned with BatchNorm frozen, honest test set"
+        ),
     ),
 }
 TRIAL_NAMES = tuple(TRIALS)
@@ -231,7 +285,7 @@ class TrialResult:
         return json.dumps(fields, indent=1)
 
     @classmethod
-    def load(cls, path: str | Path) -> "TrialResult":
+    def load(cls, path: str | Path) -> TrialResult:
         """Read a ``result.json`` (or the folder that holds one)."""
         path = Path(path)
         if path.is_dir():
@@ -302,7 +356,9 @@ def trial_data(trial: Trial, profile: profiles.Profile) -> tuple[splits.Split, s
     honest = splits.leakage_free_test(split)
     cap = getattr(profile, "max_images_per_class", None)
     split = _cap(split, cap)
-    honest_split = _cap(splits.Split(f"{trial.split}-leakage-free", root, {"train": (), "validation": (), "test": honest}), cap)
+    honest_split = _cap(
+        splits.Split(f"{trial.split}-leakage-free", root, {"train": (), "validation": (), "test": honest}), cap
+    )
     return split, honest_split
 
 
@@ -338,8 +394,13 @@ def _phase_datasets(trial: Trial, split: splits.Split):
 
     def train(epoch: int):
         return pipeline.dataset(
-            split, "train", image_size_px=trial.image_size_px, batch_size=trial.batch_size,
-            shuffle=True, augment=trial.augment, seed=trial.seed + epoch,
+            split,
+            "train",
+            image_size_px=trial.image_size_px,
+            batch_size=trial.batch_size,
+            shuffle=True,
+            augment=trial.augment,
+            seed=trial.seed + epoch,
         )
 
     def fixed(part: str, s: splits.Split = split):
@@ -399,8 +460,13 @@ def _fit_epochs(phase, fit_model, train_by_epoch, val_ds, first, last, state, sa
             print(f"{phase.replace('_', '-')} phase: epoch {epoch + 1} of {last}")
         start = time.perf_counter()
         logs = fit_model.fit(
-            train_by_epoch(epoch), validation_data=val_ds, initial_epoch=epoch, epochs=epoch + 1,
-            verbose=verbose, callbacks=callbacks, shuffle=False,  # the datasets are shuffled already
+            train_by_epoch(epoch),
+            validation_data=val_ds,
+            initial_epoch=epoch,
+            epochs=epoch + 1,
+            verbose=verbose,
+            callbacks=callbacks,
+            shuffle=False,  # the datasets are shuffled already
         ).history
         state["wall_s"][phase] = state["wall_s"].get(phase, 0.0) + time.perf_counter() - start
         history["epoch"].append(epoch + 1)
@@ -449,8 +515,16 @@ def run_trial(
     ``augment``). ``callbacks`` are passed to every ``fit``.
     """
     with _no_retracing_warnings():
-        return _run_trial(trial, profile, retrain=retrain, verbose=verbose, callbacks=callbacks,
-                          cached_features=cached_features, strategy=strategy, results=results)
+        return _run_trial(
+            trial,
+            profile,
+            retrain=retrain,
+            verbose=verbose,
+            callbacks=callbacks,
+            cached_features=cached_features,
+            strategy=strategy,
+            results=results,
+        )
 
 
 def _run_trial(trial, profile, *, retrain, verbose, callbacks, cached_features, strategy, results) -> TrialResult:
@@ -468,7 +542,9 @@ def _run_trial(trial, profile, *, retrain, verbose, callbacks, cached_features, 
         shutil.rmtree(folder)
     if (folder / RESULT_FILE).is_file():
         result = TrialResult.load(folder)
-        _check_identity(folder, identity, {"trial": result.trial, "effective": result.effective, "profile": result.profile})
+        _check_identity(
+            folder, identity, {"trial": result.trial, "effective": result.effective, "profile": result.profile}
+        )
         return result
 
     use_cache = (not effective.augment) if cached_features is None else cached_features
@@ -503,8 +579,18 @@ def _run_trial(trial, profile, *, retrain, verbose, callbacks, cached_features, 
     # Phase 1: the head, on a frozen base.
     if state["phase"] == "head" and state["epochs_done"] < effective.head_epochs:
         train_ds, val_ds = _feature_datasets(model, effective, split) if use_cache else (train_images, val_images)
-        _fit_epochs("head", head_model, train_ds, val_ds, state["epochs_done"], effective.head_epochs,
-                    state, save, callbacks, verbose)
+        _fit_epochs(
+            "head",
+            head_model,
+            train_ds,
+            val_ds,
+            state["epochs_done"],
+            effective.head_epochs,
+            state,
+            save,
+            callbacks,
+            verbose,
+        )
 
     # Phase 2: fine-tuning, its epochs numbered on from the head's.
     if effective.fine_tune:
@@ -512,11 +598,23 @@ def _run_trial(trial, profile, *, retrain, verbose, callbacks, cached_features, 
             state["phase"] = "fine_tune"
         with strategy.scope():
             model_lib.unfreeze(model, effective.fine_tune)
-            model_lib.compile_model(model, effective.fine_tune_optimizer, effective.fine_tune_learning_rate, jit_compile=gpu)
+            model_lib.compile_model(
+                model, effective.fine_tune_optimizer, effective.fine_tune_learning_rate, jit_compile=gpu
+            )
             if state["epochs_done"] > effective.head_epochs:  # resume the fine-tuning phase
                 model.load_weights(checkpoint / "latest.weights.h5")
-        _fit_epochs("fine_tune", model, train_images, val_images, state["epochs_done"], effective.epochs,
-                    state, save, callbacks, verbose)
+        _fit_epochs(
+            "fine_tune",
+            model,
+            train_images,
+            val_images,
+            state["epochs_done"],
+            effective.epochs,
+            state,
+            save,
+            callbacks,
+            verbose,
+        )
 
     own, own_predictions = _evaluate(model, split, effective)
     honest, honest_predictions = _evaluate(model, honest_split, effective)
@@ -524,14 +622,23 @@ def _run_trial(trial, profile, *, retrain, verbose, callbacks, cached_features, 
         trial=trial.settings(),
         effective=effective.settings(),
         profile=_profile_record(profile),
-        split={"name": split.name, "sizes": split.sizes(), "fingerprint": split.fingerprint(),
-               "leakage_free_test_fingerprint": honest_split.fingerprint()},
+        split={
+            "name": split.name,
+            "sizes": split.sizes(),
+            "fingerprint": split.fingerprint(),
+            "leakage_free_test_fingerprint": honest_split.fingerprint(),
+        },
         history=state["history"],
         test={"own": own, "leakage_free": honest},
         wall_s={phase: round(seconds, 2) for phase, seconds in state["wall_s"].items()},
         predictions={"own": own_predictions, "leakage_free": honest_predictions},
-        hardware={"gpu": gpu, "mixed_precision": gpu, "jit_compile": gpu, "strategy": type(strategy).__name__,
-                  "replicas": int(strategy.num_replicas_in_sync)},
+        hardware={
+            "gpu": gpu,
+            "mixed_precision": gpu,
+            "jit_compile": gpu,
+            "strategy": type(strategy).__name__,
+            "replicas": int(strategy.num_replicas_in_sync),
+        },
         cached_features=use_cache,
         created=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         path=folder,
