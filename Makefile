@@ -1,6 +1,6 @@
 # Two commands for a fresh machine (see README.md):
 #   make book   create .venv, install everything, build the book into _build/html
-#   make test   create .venv, install everything, run every test (what CI runs)
+#   make test   create .venv, install everything, lint, run every test (what CI runs)
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -18,7 +18,7 @@ setup: $(VENV)/.installed
 book: setup
 	$(BIN)/jupyter-book build . -W -n --keep-going
 
-test: setup
+test: lint
 	$(BIN)/python -m pytest
 
 # Re-execute every chapter in the smoke profile and rewrite the .ipynb halves.

@@ -22,6 +22,19 @@ from pathlib import Path
 CHAPTERS = Path(__file__).resolve().parent.parent / "chapters"
 
 
+def book_order() -> list[Path]:
+    """The chapter sources in the order of ``_toc.yml``, then any chapter not listed there.
+
+    Later chapters reuse the trial results that earlier ones save, so chapters always run
+    in this order: here and under nbval (see ``conftest.py``).
+    """
+    import re
+
+    toc = (CHAPTERS.parent / "_toc.yml").read_text()
+    listed = [CHAPTERS / f"{name}.md" for name in re.findall(r"file:\s*chapters/([\w-]+)", toc)]
+    return [p for p in listed if p.is_file()] + sorted(set(CHAPTERS.glob("*.md")) - set(listed))
+
+
 def source_hash(notebook) -> str:
     """SHA-256 of the cells' types and sources: what the outputs were computed from."""
     digest = hashlib.sha256()
@@ -104,11 +117,11 @@ def refresh(md_path: Path, profile: str = "smoke", timeout_s: int = 1800) -> flo
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m woofhelpers.refresh", description=__doc__.split("\n\n")[0])
-    parser.add_argument("chapters", nargs="*", help="chapter names (default: all chapters/*.md)")
+    parser.add_argument("chapters", nargs="*", help="chapter names (default: every chapter, in book order)")
     parser.add_argument("--profile", default="smoke", choices=("smoke", "full"))
     parser.add_argument("--check", action="store_true", help="only check that every pair is in sync and fresh")
     args = parser.parse_args(argv)
-    paths = [CHAPTERS / f"{Path(name).stem}.md" for name in args.chapters] or sorted(CHAPTERS.glob("*.md"))
+    paths = [CHAPTERS / f"{Path(name).stem}.md" for name in args.chapters] or book_order()
     for path in paths:
         if not path.is_file():
             raise SystemExit(
