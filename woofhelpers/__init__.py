@@ -8,6 +8,8 @@ Importing it also imports TensorFlow, when installed, without TensorFlow's C++ s
 notices (see ``woofhelpers._quiet``).
 """
 
+from __future__ import annotations
+
 import contextlib as _contextlib
 import os as _os
 

@@ -14,6 +14,8 @@ import sys
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Parse ``argv`` (default: the command line), run the trial it names, print its test
+    accuracy and where its result files are; return the exit status (0)."""
     from woofhelpers import profiles, trials
 
     parser = argparse.ArgumentParser(prog="python -m woofhelpers", description="Woof course helpers.")

@@ -6,6 +6,8 @@ not find cuda drivers`` straight to file descriptor 2 while it loads, before
 the cell's output. During the import we point descriptor 2 at a temporary file,
 then pass on every line that is not one of those notices, so real errors still
 show.
+
+Used by ``import woofhelpers``; taught nowhere: it keeps chapter outputs clean (see CONTRIBUTING.md).
 """
 
 from __future__ import annotations
@@ -14,6 +16,10 @@ import os
 import re
 import sys
 import tempfile
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from types import ModuleType
 
 _NOTICE = re.compile(
     r"^(WARNING: All log messages before absl::InitializeLog\(\) is called are written to STDERR"
@@ -22,7 +28,7 @@ _NOTICE = re.compile(
 )
 
 
-def import_tensorflow():
+def import_tensorflow() -> ModuleType:
     """Import and return ``tensorflow`` with its start-up notices filtered out."""
     if "tensorflow" in sys.modules:
         return sys.modules["tensorflow"]

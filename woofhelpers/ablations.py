@@ -11,12 +11,18 @@ Taught in the chapter *Results* (``chapters/results``).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from woofhelpers import data, labels, splits
 from woofhelpers.splits import Split
+
+if TYPE_CHECKING:
+    import keras
+    import tensorflow as tf
 
 
 @dataclass(frozen=True)
@@ -46,7 +52,7 @@ class TakeSkipReport:
         }
 
 
-def reshuffling_dataset(paths: list[str] | tuple[str, ...], batch_size: int, seed: int | None = 0):
+def reshuffling_dataset(paths: list[str] | tuple[str, ...], batch_size: int, seed: int | None = 0) -> tf.data.Dataset:
     """A ``tf.data`` dataset of batches of file paths that reshuffles on every pass,
     as ``keras.utils.image_dataset_from_directory(shuffle=True)`` builds it: the file
     list shuffled once, then a ``shuffle`` with a buffer of ``batch_size * 8`` that
@@ -231,7 +237,7 @@ def _batchnorm_stats(model) -> list[np.ndarray]:
 
 
 def batchnorm_drift(
-    build,
+    build: Callable[[], keras.Model],
     split: Split,
     *,
     image_size_px: int,
@@ -297,7 +303,7 @@ def batchnorm_drift(
     )
 
 
-def small_batchnorm_model(image_size_px: int = 64, seed: int = 0):
+def small_batchnorm_model(image_size_px: int = 64, seed: int = 0) -> keras.Model:
     """A small stand-in for the smoke profile: a nested base of two convolutions, each
     followed by BatchNormalization, and a softmax head of ten. :func:`batchnorm_drift` on
     ResNet50 takes minutes on a CPU; on this it takes seconds and shows the same mechanism."""

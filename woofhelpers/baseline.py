@@ -14,7 +14,15 @@ Taught in the chapter *Results* (``chapters/results``).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
 from woofhelpers import labels, profiles
+
+if TYPE_CHECKING:
+    import keras
+
+    from woofhelpers.evaluate import Predictions
 
 # ResNet50's ImageNet classifier was trained on 224 x 224 crops.
 IMAGENET_SIZE_PX = 224
@@ -48,7 +56,9 @@ def _restrict_layer_class():
 _RESTRICT = None
 
 
-def restrict_to_classes(indices=labels.IMAGENET_INDICES, name: str = "restrict_to_breeds"):
+def restrict_to_classes(
+    indices: Sequence[int] = labels.IMAGENET_INDICES, name: str = "restrict_to_breeds"
+) -> keras.layers.Layer:
     """A Keras layer that keeps the logits at ``indices`` and applies a softmax over them."""
     global _RESTRICT
     if _RESTRICT is None:
@@ -73,8 +83,8 @@ def model(
     *,
     size_px: int | None = None,
     preprocess: bool = True,
-    indices=labels.IMAGENET_INDICES,
-):
+    indices: Sequence[int] = labels.IMAGENET_INDICES,
+) -> keras.Model:
     """ResNet50 *with* its 1000-way classifier (``include_top=True``), restricted to the
     ten breeds: input float32 (batch, size, size, 3) with values 0-255, output ten
     probabilities in the order of ``wh.labels.CLASS_NAMES``.
@@ -114,7 +124,7 @@ def describe(profile: profiles.Profile | None = None) -> str:
     )
 
 
-def without_preprocessing(model):
+def without_preprocessing(model: keras.Model) -> keras.Model:
     """The same network (shared layers, no copy) fed raw 0-255 pixels, as the original
     exercise did: ``resnet50.preprocess_input`` left out."""
     import keras
@@ -125,7 +135,7 @@ def without_preprocessing(model):
     return keras.Model(inputs, restrict(resnet(inputs)), name="resnet50_zero_training_no_preprocessing")
 
 
-def reorder(predictions, indices):
+def reorder(predictions: Predictions, indices: Sequence[int]) -> Predictions:
     """Predictions whose class columns follow other ImageNet ``indices``: what the same
     network would report if each label were looked up under another breed name (the
     original's swapped terriers). Each index in ``indices`` must be one of the ten."""

@@ -17,8 +17,12 @@ import tarfile
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING
 
 from woofhelpers import labels, profiles
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 SPLITS = ("train", "val")
 IMAGE_SUFFIXES = (".jpeg", ".jpg", ".png")
@@ -277,7 +281,7 @@ def is_imagenet_val(path: str | Path) -> bool:
     return Path(path).name.startswith("ILSVRC2012_val_")
 
 
-def describe_images(root: str | Path):
+def describe_images(root: str | Path) -> pd.DataFrame:
     """One row per image file: split, wnid, breed, file name, width, height, colour
     mode, and whether it is an ImageNet validation image. Reads only file headers.
 

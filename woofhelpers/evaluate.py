@@ -10,14 +10,23 @@ Taught in the chapter *Results* (``chapters/results``).
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from woofhelpers import labels as woof_labels
 from woofhelpers import pipeline
 from woofhelpers.splits import PARTS, Split
+
+if TYPE_CHECKING:
+    import keras
+    import pandas as pd
+
+    from woofhelpers.profiles import Profile
+    from woofhelpers.trials import TrialResult
 
 # How the confidence interval is computed, stated once so chapters can print it.
 BOOTSTRAP_RESAMPLES = 2000
@@ -66,7 +75,7 @@ class Predictions:
         return len(self.paths)
 
 
-def check_output_size(model, class_names: tuple[str, ...] | list[str] = woof_labels.CLASS_NAMES) -> int:
+def check_output_size(model: keras.Model, class_names: tuple[str, ...] | list[str] = woof_labels.CLASS_NAMES) -> int:
     """Raise ``ValueError`` unless ``model`` outputs one score per class; return that number."""
     outputs = model.output_shape[-1] if hasattr(model, "output_shape") else None
     if outputs != len(class_names):
@@ -79,7 +88,7 @@ def check_output_size(model, class_names: tuple[str, ...] | list[str] = woof_lab
 
 
 def predict(
-    model,
+    model: keras.Model,
     split: Split,
     part: str = "test",
     *,
@@ -160,7 +169,7 @@ def accuracy_ci(
     return float(correct.mean()), float(low), float(high)
 
 
-def summary(predictions: Predictions, **bootstrap) -> dict[str, float | int]:
+def summary(predictions: Predictions, **bootstrap: Any) -> dict[str, float | int]:
     """Images evaluated, images unreadable, accuracy and its 95% bootstrap interval (in %)."""
     accuracy, low, high = accuracy_ci(predictions.correct, **bootstrap)
     return {
@@ -172,7 +181,7 @@ def summary(predictions: Predictions, **bootstrap) -> dict[str, float | int]:
     }
 
 
-def confusion(predictions: Predictions):
+def confusion(predictions: Predictions) -> pd.DataFrame:
     """The confusion matrix as a ``pandas.DataFrame``: rows are true breeds, columns predicted."""
     import pandas as pd
     from sklearn.metrics import confusion_matrix
@@ -184,7 +193,7 @@ def confusion(predictions: Predictions):
     return frame
 
 
-def per_class(predictions: Predictions):
+def per_class(predictions: Predictions) -> pd.DataFrame:
     """Precision, recall, F1 and number of images per breed (scikit-learn), as a DataFrame.
 
     A breed that is never predicted has precision 0 (scikit-learn's ``zero_division=0``).
@@ -214,7 +223,7 @@ def losses(predictions: Predictions) -> np.ndarray:
     return -np.log(probabilities[np.arange(len(predictions)), predictions.true])
 
 
-def worst_errors(predictions: Predictions, k: int = 8):
+def worst_errors(predictions: Predictions, k: int = 8) -> pd.DataFrame:
     """The ``k`` wrong predictions with the highest loss, worst first, as a DataFrame with
     the file, true breed, predicted breed, the score of each and the loss."""
     import pandas as pd
@@ -277,7 +286,7 @@ ORIGINAL_REPORTED = {"trial1": 14.58, "trial2": 72.92, "trial3": 71.88, "trial4"
 TEST_SETS = {"own": "trial's own split", "leakage_free": "leakage-free (ImageNet val)"}
 
 
-def from_trial(result, profile=None, which: str = "leakage_free") -> Predictions:
+def from_trial(result: TrialResult, profile: Profile | None = None, which: str = "leakage_free") -> Predictions:
     """The saved test predictions of a trial (a ``wh.trials.TrialResult``) as
     :class:`Predictions`, with the file of each row: ``which`` is ``"own"`` (the trial's
     own test split) or ``"leakage_free"``. The files are found again by rebuilding the
@@ -301,7 +310,7 @@ def from_trial(result, profile=None, which: str = "leakage_free") -> Predictions
     return Predictions(split.parts["test"], true, scores)
 
 
-def trial_table(results: list, **bootstrap):
+def trial_table(results: list[TrialResult], **bootstrap: Any) -> pd.DataFrame:
     """Every trial side by side, one row per (trial, test set): the accuracy the original
     reported, the images tested, our accuracy and its bootstrap interval (in %). Built from
     the saved labels and probabilities of each ``wh.trials.TrialResult``."""
@@ -330,7 +339,13 @@ def trial_table(results: list, **bootstrap):
     return pd.DataFrame(rows)
 
 
-def load_results(names, profile=None, *, prefer: str = "full", run=None) -> tuple[str, list]:
+def load_results(
+    names: Sequence[str],
+    profile: Profile | None = None,
+    *,
+    prefer: str = "full",
+    run: Callable[[str, Profile], TrialResult] | None = None,
+) -> tuple[str, list[TrialResult]]:
     """The saved results of the trials ``names``, and the profile that produced them.
 
     When every one of them has a finished run of the ``prefer`` profile (``full``) under

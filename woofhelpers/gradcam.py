@@ -19,7 +19,14 @@ Taught in the chapter *Grad-CAM* (``chapters/gradcam``).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
 import numpy as np
+
+if TYPE_CHECKING:
+    import keras
+    import numpy.typing as npt
 
 DEFAULT_LAYER = "conv5_block3_out"  # ResNet50's last convolutional block
 
@@ -30,7 +37,7 @@ def _is_model(layer) -> bool:
     return isinstance(layer, keras.Model)
 
 
-def conv_layers(model) -> list[str]:
+def conv_layers(model: keras.Model) -> list[str]:
     """Names of the layers, nested sub-models included, whose output is a 4-D feature
     map (batch, height, width, channels): the layers Grad-CAM can explain."""
     names = []
@@ -87,7 +94,9 @@ class _Capture:
         return False
 
 
-def heatmap(model, image, layer_name: str = DEFAULT_LAYER, class_index: int | None = None) -> np.ndarray:
+def heatmap(
+    model: keras.Model, image: npt.ArrayLike, layer_name: str = DEFAULT_LAYER, class_index: int | None = None
+) -> np.ndarray:
     """The Grad-CAM map of ``image`` for ``class_index`` (default: the predicted class).
 
     ``image`` is one image as the model takes it, float32 of shape (height, width, 3)
@@ -103,7 +112,12 @@ def heatmap(model, image, layer_name: str = DEFAULT_LAYER, class_index: int | No
     return heatmaps(model, batch, layer_name, None if class_index is None else [class_index])[0]
 
 
-def heatmaps(model, images, layer_name: str = DEFAULT_LAYER, class_indices=None) -> np.ndarray:
+def heatmaps(
+    model: keras.Model,
+    images: npt.ArrayLike,
+    layer_name: str = DEFAULT_LAYER,
+    class_indices: Sequence[int] | np.ndarray | None = None,
+) -> np.ndarray:
     """:func:`heatmap` for a batch of images in one forward and backward pass: ``images``
     of shape (n, height, width, 3), ``class_indices`` one class per image (default: each
     image's predicted class). Returns float32 of shape (n, map height, map width).
@@ -141,7 +155,7 @@ def heatmaps(model, images, layer_name: str = DEFAULT_LAYER, class_indices=None)
     return np.where(tops > 0, cams / np.where(tops > 0, tops, 1), 0).astype(np.float32)
 
 
-def overlay(image, heatmap: np.ndarray, alpha: float = 0.4, colormap: str = "jet") -> np.ndarray:
+def overlay(image: npt.ArrayLike, heatmap: np.ndarray, alpha: float = 0.4, colormap: str = "jet") -> np.ndarray:
     """Blend a heatmap, resized to the image and coloured with ``colormap``, over the image.
 
     ``image`` has values 0-255, shape (height, width, 3) (or (height, width));

@@ -18,8 +18,15 @@ Taught in the chapters *Trial 1* (heads, output activation) and *Trial 2* (fine-
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import keras
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from woofhelpers.trials import Trial
 
 RESNET50_MIN_SIZE_PX = 32
 HEADS = ("original", "corrected")
@@ -73,7 +80,7 @@ def _dtype_policy(name: str):
         keras.config.set_dtype_policy(previous)
 
 
-def build(trial, weights: str | None = None, *, mixed_precision: bool = False) -> keras.Model:
+def build(trial: Trial, weights: str | None = None, *, mixed_precision: bool = False) -> keras.Model:
     """Build the model of ``trial`` (a :class:`woofhelpers.trials.Trial`) with its base frozen.
 
     ``weights`` is passed to ``keras.applications.ResNet50`` (``"imagenet"`` or ``None``).
@@ -172,7 +179,7 @@ def compile_model(model: keras.Model, optimizer_name: str, learning_rate: float,
     model.optimizer.build(model.trainable_variables)
 
 
-def what_the_loss_sees(outputs, label: int) -> dict[str, float]:
+def what_the_loss_sees(outputs: Sequence[float] | np.ndarray, label: int) -> dict[str, float]:
     """The cross-entropy loss the trials compile (``sparse_categorical_crossentropy`` on
     outputs taken as probabilities) for one output vector and its true ``label``, and the
     loss's gradient with respect to the true class's output.

@@ -20,13 +20,18 @@ import os
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from woofhelpers.splits import Split
+
+if TYPE_CHECKING:
+    import keras
+    import tensorflow as tf
 
 AUTOTUNE = -1  # tf.data.AUTOTUNE, without importing TensorFlow at import time
 
 
-def decode(contents):
+def decode(contents: tf.Tensor) -> tf.Tensor:
     """Decode image bytes (JPEG of any colour model, PNG, GIF, BMP) to ``uint8`` RGB.
 
     ``contents`` is a scalar string tensor; the result has shape ``(height, width, 3)``.
@@ -55,7 +60,7 @@ def _decode_at_least(contents, image_size_px: int):
     return tf.cond(tf.io.is_jpeg(contents), jpeg, lambda: decode(contents))
 
 
-def load_image(path, image_size_px: int):
+def load_image(path: tf.Tensor | str, image_size_px: int) -> tf.Tensor:
     """Read, decode and resize one file to ``float32`` of shape (size, size, 3), values 0-255.
 
     Resizing stretches to a square, bilinearly, as ``keras.utils.image_dataset_from_directory``
@@ -189,7 +194,7 @@ def scan(split: Split, *, verbose: bool = True) -> tuple[Split, ScanReport]:
     return split.without(list(unreadable)), report
 
 
-def augmentation():
+def augmentation() -> keras.Sequential:
     """The augmentation the original exercise defined (and never applied): a horizontal
     flip and a rotation of up to 0.2 of a full turn, as Keras layers."""
     import keras
@@ -208,7 +213,7 @@ def dataset(
     augment: bool = False,
     seed: int = 0,
     cache: bool | str | os.PathLike = False,
-):
+) -> tf.data.Dataset:
     """A batched ``tf.data.Dataset`` of ``(images, labels)`` for one part of ``split``.
 
     ``images`` is float32 of shape (batch, size, size, 3) with values 0-255 (apply

@@ -6,15 +6,24 @@ Taught in the chapter *The dataset* (``chapters/dataset``).
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import matplotlib.pyplot as plt
 import numpy as np
 
 from woofhelpers import labels
 
+if TYPE_CHECKING:
+    import pandas as pd
+    from matplotlib.figure import Figure
 
-def class_counts(counts: dict[str, dict[str, int]], title: str = "Images per breed"):
+    from woofhelpers.resnet import DegradationResult
+    from woofhelpers.trials import TrialResult
+
+
+def class_counts(counts: dict[str, dict[str, int]], title: str = "Images per breed") -> Figure:
     """Grouped horizontal bars: images per breed for each split (``{split: {wnid: n}}``)."""
     fig, ax = plt.subplots(figsize=(7, 4.2))
     splits = list(counts)
@@ -32,7 +41,7 @@ def class_counts(counts: dict[str, dict[str, int]], title: str = "Images per bre
     return fig
 
 
-def size_distribution(sizes: np.ndarray, title: str = "Image sizes"):
+def size_distribution(sizes: np.ndarray, title: str = "Image sizes") -> Figure:
     """Scatter of (width, height) in pixels, with the shortest side's histogram beside it.
 
     ``sizes`` is an integer array of shape (n, 2) holding (width, height).
@@ -52,7 +61,7 @@ def size_distribution(sizes: np.ndarray, title: str = "Image sizes"):
     return fig
 
 
-def image_grid(paths: list[Path], titles: list[str], columns: int = 5, size_in: float = 2.0):
+def image_grid(paths: list[Path], titles: list[str], columns: int = 5, size_in: float = 2.0) -> Figure:
     """Show images from files in a grid, each with its title."""
     from PIL import Image
 
@@ -70,7 +79,7 @@ def image_grid(paths: list[Path], titles: list[str], columns: int = 5, size_in: 
 
 def gradcam_grid(
     images: list, heatmaps: list, titles: list[str], columns: int = 5, alpha: float = 0.4, size_in: float = 2.2
-):
+) -> Figure:
     """Grad-CAM overlays in a grid: each image (values 0-255) with its heatmap blended over
     it (:func:`woofhelpers.gradcam.overlay`) and its title. Taught in *Grad-CAM* (``chapters/gradcam``)."""
     from woofhelpers import gradcam
@@ -91,14 +100,14 @@ def gradcam_grid(
 
 
 def accuracy_bars(
-    table,
+    table: pd.DataFrame,
     value: str = "accuracy %",
     low: str = "95% CI low",
     high: str = "95% CI high",
     group: str = "test set",
     title: str = "Test accuracy with 95% bootstrap intervals",
     reference: str | None = "original reported %",
-):
+) -> Figure:
     """Grouped bars with error bars from a long table (pandas) with one row per (trial, test
     set): columns ``trial``, ``group``, ``value``, ``low``, ``high``. Rows with no value
     are left out. When the table has a ``reference`` column (the accuracy the original
@@ -141,7 +150,7 @@ def accuracy_bars(
     return fig
 
 
-def confusion_matrix(frame, title: str = "Confusion matrix"):
+def confusion_matrix(frame: pd.DataFrame, title: str = "Confusion matrix") -> Figure:
     """Draw a confusion matrix (a DataFrame from :func:`woofhelpers.evaluate.confusion`,
     true breeds as rows) with its counts. Taught in *Results* (``chapters/results``)."""
     counts = frame.to_numpy()
@@ -217,7 +226,7 @@ def _draw_block(ax, layers: list[str], title: str, output_label: str, shortcut_l
     ax.text(4.0, bottom - 1.25, output_label, ha="center", va="center", fontsize=11, style="italic")
 
 
-def residual_block():
+def residual_block() -> Figure:
     """Three blocks side by side: a plain pair of layers, the residual block of He et al.
     (2015, their Fig. 2), and the bottleneck block ResNet50 is built from."""
     fig, axes = plt.subplots(1, 3, figsize=(11, 4.6))
@@ -234,7 +243,7 @@ def residual_block():
     return fig
 
 
-def degradation(result, title: str = "Training error against depth"):
+def degradation(result: DegradationResult, title: str = "Training error against depth") -> Figure:
     """Left: final training error against depth, plain and residual. Right: training error
     per epoch of the deepest plain and residual networks. ``result`` is what
     ``wh.resnet.degradation_experiment`` returns."""
@@ -269,7 +278,7 @@ def degradation(result, title: str = "Training error against depth"):
     return fig
 
 
-def trial_curves(result, title: str | None = None):
+def trial_curves(result: TrialResult, title: str | None = None) -> Figure:
     """Learning curves of a trial's two phases in one figure (accuracy and loss, training
     and validation), with the start of fine-tuning marked. ``result`` is a
     ``wh.trials.TrialResult``. Taught in the trial chapters."""
@@ -303,7 +312,7 @@ def trial_curves(result, title: str | None = None):
     return fig
 
 
-def compare_trials(results, metric: str = "val_accuracy", title: str | None = None):
+def compare_trials(results: Iterable[TrialResult], metric: str = "val_accuracy", title: str | None = None) -> Figure:
     """One metric of several trials over epochs (both phases), one line per trial, each
     trial's fine-tuning start marked with a dotted line. Taught in the trial chapters."""
     fig, ax = plt.subplots(figsize=(7, 3.6))

@@ -19,6 +19,7 @@ import dataclasses
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 ENV_VAR = "WOOF_PROFILE"
 DEFAULT_PROFILE = "smoke"
@@ -151,7 +152,7 @@ def _validate(profile: Profile) -> Profile:
     return profile
 
 
-def load(name: str | None = None, **overrides) -> Profile:
+def load(name: str | None = None, **overrides: Any) -> Profile:
     """Build a profile: the named one (default: ``$WOOF_PROFILE``, else ``smoke``),
     then ``WOOF_<FIELD>`` environment variables, then keyword ``overrides``.
 
@@ -187,7 +188,7 @@ def current() -> Profile:
     return _current
 
 
-def use(name: str | None = None, **overrides) -> Profile:
+def use(name: str | None = None, **overrides: Any) -> Profile:
     """Select the profile for this session and return it (see :func:`load`)."""
     global _current
     _current = load(name, **overrides)

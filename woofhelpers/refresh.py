@@ -18,6 +18,10 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import nbformat
 
 CHAPTERS = Path(__file__).resolve().parent.parent / "chapters"
 
@@ -35,7 +39,7 @@ def book_order() -> list[Path]:
     return [p for p in listed if p.is_file()] + sorted(set(CHAPTERS.glob("*.md")) - set(listed))
 
 
-def source_hash(notebook) -> str:
+def source_hash(notebook: nbformat.NotebookNode) -> str:
     """SHA-256 of the cells' types and sources: what the outputs were computed from."""
     digest = hashlib.sha256()
     for cell in notebook.cells:
@@ -116,6 +120,8 @@ def refresh(md_path: Path, profile: str = "smoke", timeout_s: int = 1800) -> flo
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Refresh the chapters named in ``argv`` (default: every chapter, in book order), or with
+    ``--check`` only report the pairs that are out of sync or stale; return the exit status."""
     parser = argparse.ArgumentParser(prog="python -m woofhelpers.refresh", description=__doc__.split("\n\n")[0])
     parser.add_argument("chapters", nargs="*", help="chapter names (default: every chapter, in book order)")
     parser.add_argument("--profile", default="smoke", choices=("smoke", "full"))

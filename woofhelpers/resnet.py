@@ -19,13 +19,20 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    import keras
+    import pandas as pd
+
+    from woofhelpers.profiles import Profile
 
 # --- data -----------------------------------------------------------------------------------
 
 
-def digits_split(test_fraction: float = 0.2, seed: int = 0):
+def digits_split(test_fraction: float = 0.2, seed: int = 0) -> list[np.ndarray]:
     """scikit-learn's 8×8 handwritten digits (1,797 images, 10 classes), pixels scaled to 0–1.
 
     Returns ``x_train, x_test, y_train, y_test``: ``x`` is float32 of shape (n, 64), ``y``
@@ -255,7 +262,7 @@ DEGRADATION_SETTINGS = {
 }
 
 
-def degradation_settings(profile) -> dict:
+def degradation_settings(profile: Profile) -> dict:
     """The depths and epochs :func:`degradation_experiment` runs in ``profile``
     (a ``wh.profiles.Profile``): short in ``smoke``, the proper run in ``full``."""
     if profile.name not in DEGRADATION_SETTINGS:
@@ -315,7 +322,7 @@ def degradation_experiment(
 _BLOCK = re.compile(r"^(conv(\d)_block(\d+))_")
 
 
-def resnet50(include_top: bool = True, input_shape: tuple[int, int, int] = (224, 224, 3)):
+def resnet50(include_top: bool = True, input_shape: tuple[int, int, int] = (224, 224, 3)) -> keras.Model:
     """Keras' ResNet50 with random weights (``weights=None``): the same layers and shapes as
     the ImageNet-trained one, and building it downloads nothing. With ``include_top`` it
     ends, as on ImageNet, in average pooling and a 1000-class softmax layer."""
@@ -328,7 +335,7 @@ def _shape(layer) -> tuple:
     return tuple(layer.output.shape[1:])
 
 
-def stages(model) -> object:
+def stages(model: keras.Model) -> pd.DataFrame:
     """One row per stage of a Keras ResNet (``conv1`` stem, then ``conv2`` to ``conv5``, then
     the classifier if the model has one): its bottleneck blocks, output shape (height, width,
     channels), and parameters. The parameters add up to ``model.count_params()``.
@@ -369,7 +376,7 @@ def stages(model) -> object:
     return table
 
 
-def block_layers(model, block: str = "conv2_block1") -> object:
+def block_layers(model: keras.Model, block: str = "conv2_block1") -> pd.DataFrame:
     """The layers of one bottleneck block (e.g. ``"conv2_block1"``): name, type, output
     shape, parameters. Raises ``ValueError`` naming the blocks that exist if it does not."""
     import pandas as pd
@@ -391,7 +398,7 @@ def block_layers(model, block: str = "conv2_block1") -> object:
     ).set_index("layer")
 
 
-def locate(model, layer_name: str = "conv5_block3_out") -> dict:
+def locate(model: keras.Model, layer_name: str = "conv5_block3_out") -> dict:
     """Where a layer sits: its index among ``model.layers``, how many layers come after it,
     its output shape, and the layers that read its output. Used to show where Grad-CAM looks."""
     import keras

@@ -6,6 +6,7 @@ Taught in the introduction (``intro.md``).
 from __future__ import annotations
 
 import re
+from typing import Any
 
 from woofhelpers import profiles
 
@@ -37,7 +38,7 @@ def version_problems(installed: dict[str, str]) -> list[str]:
     return problems
 
 
-def setup(name: str | None = None, **overrides) -> profiles.Profile:
+def setup(name: str | None = None, **overrides: Any) -> profiles.Profile:
     """Select the profile (see :func:`woofhelpers.profiles.load`), print what it is and
     whether its numbers are real results, and return it."""
     profile = profiles.use(name, **overrides)

@@ -26,6 +26,7 @@ import hashlib
 import io
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -199,7 +200,7 @@ def leakage_free(root: str | Path, validation_fraction: float = 0.1, seed: int =
     return Split("leakage_free", root, {"train": tuple(train), "validation": tuple(validation), "test": tuple(test)})
 
 
-def make(name: str, root: str | Path, **options) -> Split:
+def make(name: str, root: str | Path, **options: Any) -> Split:
     """Build the split called ``name`` (one of :data:`SPLIT_NAMES`) and save its manifest."""
     builders = {"official": official, "pooled": pooled, "leakage_free": leakage_free}
     if name not in builders:

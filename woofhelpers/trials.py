@@ -33,6 +33,7 @@ import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -45,6 +46,11 @@ from woofhelpers.model import (
     PREPROCESSING,
     RESNET50_MIN_SIZE_PX,
 )
+
+if TYPE_CHECKING:
+    import keras
+    import pandas as pd
+    import tensorflow as tf
 
 RESULT_FILE = "result.json"
 CURVES_FILE = "learning_curves.png"
@@ -132,7 +138,7 @@ class Trial:
         return settings
 
 
-def table(*trials: Trial):
+def table(*trials: Trial) -> pd.DataFrame:
     """The trials' settings side by side, one column per trial (a ``pandas.DataFrame``)."""
     import pandas as pd
 
@@ -240,7 +246,7 @@ def get(name: str) -> Trial:
     return TRIALS[name]
 
 
-def variant(trial: Trial, name: str, **changes) -> Trial:
+def variant(trial: Trial, name: str, **changes: Any) -> Trial:
     """A copy of ``trial`` named ``name`` with some settings changed (validated)."""
     return dataclasses.replace(trial, name=name, **changes)
 
@@ -365,7 +371,7 @@ def trial_data(trial: Trial, profile: profiles.Profile) -> tuple[splits.Split, s
 # --- hardware --------------------------------------------------------------------------
 
 
-def choose_strategy():
+def choose_strategy() -> tf.distribute.Strategy:
     """A ``tf.distribute`` strategy for this machine: ``TPUStrategy`` on a Colab TPU,
     ``MirroredStrategy`` with several GPUs, else the default (one device)."""
     import tensorflow as tf
@@ -499,7 +505,7 @@ def run_trial(
     verbose: int = 0,
     callbacks: list | None = None,
     cached_features: bool | None = None,
-    strategy=None,
+    strategy: tf.distribute.Strategy | None = None,
     results: str | Path | None = None,
 ) -> TrialResult:
     """Train ``trial`` (a :class:`Trial` or a registered name) in ``profile`` (default: the
@@ -669,7 +675,7 @@ def _check_identity(where: Path, wanted: dict, found: dict) -> None:
         )
 
 
-def load_model(result: TrialResult):
+def load_model(result: TrialResult) -> keras.Model:
     """Rebuild a finished trial's model and load its final weights (for Grad-CAM and
     further analysis)."""
     from woofhelpers import model as model_lib
