@@ -12,6 +12,7 @@ from __future__ import annotations
 import http.server
 import shutil
 import socket
+import subprocess
 import sys
 import threading
 from dataclasses import dataclass, field
@@ -195,3 +196,19 @@ def small_version(small_dataset, monkeypatch) -> wh.data.Version:
     )
     monkeypatch.setattr(wh.data, "VERSIONS", {version.name: version})
     return version
+
+
+@pytest.fixture(scope="session")
+def built_book(tmp_path_factory) -> Path:
+    """The book, built from this checkout into a temporary folder with ``-W -n`` (as
+    ``make book``); shared by the build test and the browser test."""
+    repo = Path(__file__).resolve().parent.parent
+    out = tmp_path_factory.mktemp("book")
+    result = subprocess.run(
+        [str(Path(sys.executable).parent / "jupyter-book"), "build", str(repo), "--path-output", str(out)]
+        + ["-W", "-n", "--keep-going"],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, f"jupyter-book build failed:\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}"
+    return out / "_build" / "html"

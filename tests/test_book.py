@@ -5,23 +5,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 import tomllib
 
 REPO = Path(__file__).resolve().parent.parent
-BIN = Path(sys.executable).parent
-
-
-@pytest.fixture(scope="session")
-def built_book(tmp_path_factory):
-    out = tmp_path_factory.mktemp("book")
-    result = subprocess.run(
-        [str(BIN / "jupyter-book"), "build", str(REPO), "--path-output", str(out), "-W", "-n", "--keep-going"],
-        capture_output=True,
-        text=True,
-    )
-    assert result.returncode == 0, f"jupyter-book build failed:\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}"
-    return out / "_build" / "html"
 
 
 def test_book_builds_warning_free_and_has_every_chapter(built_book):

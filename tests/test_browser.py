@@ -27,7 +27,6 @@ import functools
 import http.server
 import os
 import re
-import subprocess
 import sys
 import tempfile
 import threading
@@ -42,7 +41,6 @@ import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parent.parent
-BIN = Path(sys.executable).parent
 SCREENSHOTS = REPO / "_build" / "screenshots"
 CHROMIUM = Path(os.environ.get("WOOF_CHROMIUM", "/usr/bin/chromium"))
 # The flags the issue asks for, minus --headless, which Playwright adds itself
@@ -325,16 +323,9 @@ def url_path(url: str) -> str:
 
 
 @pytest.fixture(scope="session")
-def built_site(tmp_path_factory) -> Path:
-    """The book, built from this checkout into a temporary folder (-W -n, as `make book`)."""
-    out = tmp_path_factory.mktemp("browser-book")
-    result = subprocess.run(
-        [str(BIN / "jupyter-book"), "build", str(REPO), "--path-output", str(out), "-W", "-n", "--keep-going"],
-        capture_output=True,
-        text=True,
-    )
-    assert result.returncode == 0, f"jupyter-book build failed:\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}"
-    return out / "_build" / "html"
+def built_site(built_book) -> Path:
+    """The book as `make book` builds it (-W -n), from the shared fixture in conftest.py."""
+    return built_book
 
 
 @pytest.fixture(scope="session")
