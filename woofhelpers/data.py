@@ -243,9 +243,19 @@ def fetch(
 
 
 def _write_marker(marker: Path, spec: Version, counts: dict[str, dict[str, int]]) -> None:
-    tmp = marker.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"version": spec.name, "url": spec.url, "counts": counts}, indent=1))
-    tmp.replace(marker)
+    write_text_atomically(marker, json.dumps({"version": spec.name, "url": spec.url, "counts": counts}, indent=1))
+
+
+def write_text_atomically(path: Path, text: str) -> None:
+    """Write ``text`` to ``<path>.tmp`` beside ``path``, then rename it over ``path``.
+
+    A reader sees the old file or the new one, never half of one: used for every small
+    file the course caches (verification markers, split manifests, trial results and
+    checkpoint state, refreshed notebooks).
+    """
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
 
 
 def dataset_root(profile: profiles.Profile | None = None) -> Path:

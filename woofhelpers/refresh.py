@@ -20,6 +20,8 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from woofhelpers.data import write_text_atomically
+
 if TYPE_CHECKING:
     import nbformat
 
@@ -112,10 +114,8 @@ def refresh(md_path: Path, profile: str = "smoke", timeout_s: int = 1800) -> flo
         os.environ.update(saved)
     seconds = time.perf_counter() - start
     notebook.metadata["woof"] = {"profile": profile, "source_sha256": source_hash(notebook)}
-    out = md_path.with_suffix(".ipynb")
-    tmp = out.with_suffix(".ipynb.tmp")
-    nbformat.write(notebook, tmp)
-    tmp.replace(out)
+    text = nbformat.writes(notebook)
+    write_text_atomically(md_path.with_suffix(".ipynb"), text if text.endswith("\n") else text + "\n")
     return seconds
 
 

@@ -103,9 +103,7 @@ class Split:
         folder = self.root / "splits"
         folder.mkdir(exist_ok=True)
         target = folder / f"{self.name}.csv"
-        tmp = target.with_suffix(".csv.tmp")
-        tmp.write_text(self.manifest())
-        tmp.replace(target)
+        data.write_text_atomically(target, self.manifest())
         return target
 
     def _part(self, part: str) -> tuple[str, ...]:

@@ -322,12 +322,6 @@ def results_dir() -> Path:
     return Path.home() / "woof-results"
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
-
-
 def _atomic_save_weights(model, path: Path) -> None:
     tmp = path.with_name(path.stem.replace(".weights", "") + ".tmp.weights.h5")
     model.save_weights(tmp)
@@ -567,7 +561,7 @@ def _run_trial(trial, profile, *, retrain, verbose, callbacks, cached_features, 
 
     def save(fit_model):
         _atomic_save_weights(fit_model, checkpoint / "latest.weights.h5")
-        _atomic_write_text(state_path, json.dumps(state, indent=1))
+        data.write_text_atomically(state_path, json.dumps(state, indent=1))
 
     gpu = _on_gpu()
     strategy = strategy or choose_strategy()
@@ -656,7 +650,7 @@ def _run_trial(trial, profile, *, retrain, verbose, callbacks, cached_features, 
     import matplotlib.pyplot as plt
 
     plt.close(figure)
-    _atomic_write_text(folder / RESULT_FILE, result.to_json())
+    data.write_text_atomically(folder / RESULT_FILE, result.to_json())
     shutil.rmtree(checkpoint)
     return result
 
