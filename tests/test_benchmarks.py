@@ -38,7 +38,7 @@ def test_quick_run_reports_every_comparison_as_a_finite_positive_ratio(quick_run
     results, _, _ = quick_run
     sections = {row.section for row in results.rows}
     assert sections - {"5 gpu"} == {"1 pipeline"}  # gpu adds a row only with a GPU
-    assert len([row for row in results.rows if row.section == "1 pipeline"]) == 6
+    assert len([row for row in results.rows if row.section == "1 pipeline"]) == 7
     for row in results.rows:
         assert math.isfinite(row.ratio) and row.ratio > 0, row
         if row.cpu_ratio is not None:

@@ -10,9 +10,10 @@ page is opened with Playwright driving Debian's ``chromium`` (``/usr/bin/chromiu
   ``.ipynb`` on the repository and branch configured in ``_config.yml``;
 - no JavaScript errors: no uncaught exception and no ``console.error``;
 - no request leaves 127.0.0.1: the book must read offline. Such requests are blocked and
-  listed; any one fails the test (web fonts, Thebe, analytics would), except those in
-  ``KNOWN_EXTERNAL`` (MathJax from a CDN), which are reported as warnings with what an
-  offline reader loses;
+  listed; any one fails the test (web fonts, Thebe, analytics, MathJax from a CDN would),
+  except those in ``KNOWN_EXTERNAL`` (none now), which are reported as warnings with what
+  an offline reader loses;
+- formulas are typeset by the book's own MathJax (on the pages that have math);
 - no same-site resource answers an HTTP error (a missing stylesheet, image or favicon);
 - every same-site link resolves (HTTP 200), and its ``#fragment`` names an element there.
 
@@ -58,12 +59,7 @@ CHROMIUM_FLAGS = [
 # blocked here (the test machine is offline, like a reader without a network) and reported
 # as warnings, with what the reader loses; their "Failed to load resource" console errors
 # are not counted as ours. Any other request outside 127.0.0.1 fails the test.
-KNOWN_EXTERNAL = {
-    "https://cdn.jsdelivr.net/npm/mathjax@3/": (
-        "Sphinx loads MathJax from a CDN on pages with math (or whose table of contents shows "
-        "math); offline, formulas show as TeX source"
-    ),
-}
+KNOWN_EXTERNAL: dict[str, str] = {}
 CONFIG = yaml.safe_load((REPO / "_config.yml").read_text())
 TOC = yaml.safe_load((REPO / "_toc.yml").read_text())
 
@@ -266,6 +262,14 @@ def visit(
         if response is None or response.status != 200:
             report.problems.append(f"the page answered HTTP {response.status if response else 'nothing'}")
         page.wait_for_load_state("networkidle", timeout=30_000)
+        formulas = page.locator(".math").count()  # Sphinx's math, before MathJax typesets it
+        if formulas:
+            from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+            try:
+                page.wait_for_selector("mjx-container", timeout=30_000)
+            except PlaywrightTimeout:
+                report.problems.append(f"{formulas} formulas were not typeset: MathJax did not run")
         images = page.evaluate(_WAIT_FOR_IMAGES)
         report.images = len(images)
         for image in images:

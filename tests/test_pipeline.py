@@ -200,9 +200,28 @@ def test_batches_have_the_documented_shapes_and_dtypes(split, tf):
     n = split.sizes()["validation"]
     assert [len(y) for _, y in batches] == [7] * (n // 7) + ([n % 7] if n % 7 else [])
     for images, labels in batches:
-        assert images.dtype == tf.float32 and labels.dtype == tf.int64
+        assert images.dtype == tf.uint8 and labels.dtype == tf.int64
         assert images.shape[1:] == (SIZE, SIZE, 3)
     assert ds.element_spec[0].shape.as_list() == [None, SIZE, SIZE, 3]
+
+
+def test_a_keras_model_with_float32_input_takes_the_uint8_batches_as_their_float_values(split, tf):
+    import keras
+
+    seen = []
+
+    class Record(keras.layers.Layer):
+        def call(self, x):
+            seen.append(keras.backend.standardize_dtype(x.dtype))
+            return keras.ops.mean(x, axis=(1, 2, 3))
+
+    inputs = keras.Input((SIZE, SIZE, 3))
+    model = keras.Model(inputs, Record()(inputs))
+    ds = wh.pipeline.dataset(split, "validation", image_size_px=SIZE, batch_size=8, shuffle=False)
+    images = np.concatenate([x.numpy() for x, _ in ds])
+    means = model.predict(ds.map(lambda x, y: x), verbose=0)
+    assert set(seen) == {"float32"}
+    np.testing.assert_allclose(means, images.astype(np.float32).mean(axis=(1, 2, 3)), rtol=1e-5)
 
 
 def test_pixel_values_are_0_to_255_not_rescaled(in_file_order):
@@ -273,6 +292,44 @@ def test_cache_in_a_file_writes_the_cache_and_gives_the_same_images(split, in_fi
     assert Counter(first) == Counter(second) == Counter(image_keys(in_file_order[0]))
     assert first != second
     assert any(p.name.startswith("cache") for p in tmp_path.iterdir())
+
+
+def test_a_file_cache_gives_every_epoch_exactly_what_the_uncached_pipeline_gives(split, tmp_path):
+    def epochs(ds, n):
+        return [[(x.numpy(), y.numpy()) for x, y in ds] for _ in range(n)]
+
+    options = dict(image_size_px=SIZE, batch_size=16, shuffle=True, seed=3)
+    plain = epochs(wh.pipeline.dataset(split, "train", **options), 3)
+    # The first epoch decodes and caches, the next two only read; then a dataset built on
+    # the complete cache reads from its first epoch.
+    cached = epochs(wh.pipeline.dataset(split, "train", cache=tmp_path / "cache", **options), 3)
+    rebuilt = epochs(wh.pipeline.dataset(split, "train", cache=tmp_path / "cache", **options), 1)
+    assert len(list((tmp_path / "cache").iterdir())) == split.sizes()["train"]
+    for name, other in (("cached", cached), ("rebuilt", rebuilt)):
+        for e, (mine, theirs) in enumerate(zip(other, plain, strict=False)):
+            assert len(mine) == len(theirs)
+            for (xa, ya), (xb, yb) in zip(mine, theirs, strict=True):
+                np.testing.assert_array_equal(ya, yb, err_msg=f"{name} epoch {e}")
+                np.testing.assert_array_equal(xa, xb, err_msg=f"{name} epoch {e}")
+    assert not np.array_equal(plain[0][0][1], plain[1][0][1])  # the order changes between epochs
+
+
+def test_a_first_epoch_stopped_half_way_leaves_whole_files_and_the_next_dataset_makes_the_rest(split, tmp_path, tf):
+    options = dict(image_size_px=SIZE, batch_size=4, cache=tmp_path / "cache")
+    first = wh.pipeline.dataset(split, "train", **options)
+    for _ in first.take(2):  # stop after two batches, as a killed run would
+        pass
+    made = sorted((tmp_path / "cache").iterdir())
+    assert 0 < len(made) < split.sizes()["train"]
+    for path in made:  # each one whole: a (size, size, 3) uint8 image
+        assert tf.io.parse_tensor(path.read_bytes(), tf.uint8).shape == (SIZE, SIZE, 3), path.name
+    whole = {p.name: p.read_bytes() for p in made}
+    again = wh.pipeline.dataset(split, "train", **options)
+    images = np.concatenate([x.numpy() for x, _ in again])
+    assert len(images) == split.sizes()["train"]
+    files = {p.name: p for p in (tmp_path / "cache").iterdir()}
+    assert len(files) == split.sizes()["train"] and not any(".tmp-" in name for name in files)
+    assert all(files[name].read_bytes() == data for name, data in whole.items())  # reused, not rewritten
 
 
 def test_augmentation_keeps_shapes_and_labels(split, tf):

@@ -167,3 +167,9 @@ def test_setup_prints_the_description_and_selects_the_profile(capsys, tmp_path):
     profile = wh.setup("smoke", data_dir=tmp_path)
     assert capsys.readouterr().out.strip() == profile.describe()
     assert wh.profiles.current() is profile
+
+
+@pytest.mark.parametrize("name", wh.profiles.PROFILE_NAMES)
+def test_the_banner_fits_the_books_code_column(name, tmp_path):
+    text = wh.profiles.load(name, data_dir=tmp_path).describe()
+    assert max(len(line) for line in text.splitlines()) < 80, text

@@ -259,3 +259,22 @@ def test_classes_are_learnable_from_colour(learnable_set):
 def test_classes_are_learnable_without_colour(learnable_set):
     # Grayscale images must still carry the class, in the stripes; about 70% here.
     assert _held_out_accuracy(learnable_set, _grayscale_stripe_features) >= 0.4
+
+
+def test_a_dataset_another_process_finishes_first_is_kept_and_ours_discarded(tmp_path, monkeypatch):
+    root = tmp_path / "imagewoof"
+    settings = dict(train_per_class=2, val_per_class=1, shortest_side_px=16, seed=5)
+    original_mkdtemp = wh.synthetic.tempfile.mkdtemp
+    calls = []
+
+    def mkdtemp_while_another_process_generates(**kwargs):
+        calls.append(kwargs)
+        if len(calls) == 1:  # the "other process" builds and publishes the same dataset now
+            wh.synthetic.generate(root, **settings)
+        return original_mkdtemp(**kwargs)
+
+    monkeypatch.setattr(wh.synthetic.tempfile, "mkdtemp", mkdtemp_while_another_process_generates)
+    assert wh.synthetic.generate(root, **settings) == root
+    assert len(calls) == 2  # both built; ours found theirs in place when it renamed
+    assert wh.synthetic.expected_counts(root) == {"train": 20, "val": 10}
+    assert [p.name for p in tmp_path.iterdir()] == ["imagewoof"]  # no half-built folder left

@@ -1,7 +1,9 @@
 """The trial registry, the engine (results, resume, cached features) and its errors.
 
 Training runs use a tiny generated dataset (3 train / 5 val images per class, 32 px
-images, batch 4) so that ResNet50 trains in seconds on a CPU.
+images, batch 4) and a small stand-in for ResNet50 (``tests/stand_ins.py``): what is
+tested here is the engine, which is the same whatever the base network. The chapters run
+the real, untrained ResNet50 through this engine under nbval.
 """
 
 from __future__ import annotations
@@ -16,11 +18,20 @@ from pathlib import Path
 import keras
 import numpy as np
 import pytest
+from stand_ins import install as install_stand_in  # tests/ is on sys.path under pytest
 
 import woofhelpers as wh
 from woofhelpers import trials
 
 REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module", autouse=True)
+def small_base():
+    """Every test of this module builds the stand-in instead of ResNet50."""
+    with pytest.MonkeyPatch.context() as patch:
+        install_stand_in(patch)
+        yield
 
 
 @pytest.fixture(scope="module")
@@ -174,6 +185,30 @@ def test_a_saved_result_made_with_other_settings_is_not_returned(finished, tiny_
         trials.run_trial(tiny_trial(head_learning_rate=0.5), tiny_profile, results=folder)
 
 
+def test_a_second_run_of_a_trial_waits_for_the_first_and_loads_its_result(finished, tiny_profile, tmp_path):
+    import shutil
+    import threading
+
+    import filelock
+
+    reference, folder = finished
+    lock = filelock.FileLock(tmp_path / "smoke" / ".tiny.lock")
+    outcome = {}
+
+    def second():  # must load, never train: Interrupt(0) would stop any training
+        outcome["result"] = trials.run_trial(tiny_trial(), tiny_profile, results=tmp_path, callbacks=[Interrupt(0)])
+
+    (tmp_path / "smoke").mkdir()
+    with lock:  # the first process, still training
+        thread = threading.Thread(target=second)
+        thread.start()
+        thread.join(timeout=3)
+        assert thread.is_alive(), "the second run did not wait for the first"
+        shutil.copytree(folder / "smoke" / "tiny", tmp_path / "smoke" / "tiny")  # the first one's result
+    thread.join(timeout=120)
+    assert outcome["result"].created == reference.created
+
+
 def test_an_interrupted_run_resumes_from_the_last_finished_epoch(finished, tiny_profile, tmp_path):
     reference, _ = finished
     # Killed during the head phase (before epoch 2), then during fine-tuning (before epoch 4).
@@ -222,7 +257,11 @@ def test_the_head_trained_on_cached_features_equals_the_head_trained_through_the
 def test_a_short_trial_runs_under_a_mirrored_strategy_on_two_logical_cpus(tmp_path):
     # Logical devices must be configured before TensorFlow starts: a fresh process.
     script = textwrap.dedent(f"""
+        import sys
         import tensorflow as tf
+        sys.path.insert(0, {str(REPO / "tests")!r})
+        import keras, stand_ins
+        keras.applications.ResNet50 = stand_ins.small_resnet50
         cpu = tf.config.list_physical_devices("CPU")[0]
         tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
         import woofhelpers as wh

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import shutil
 import tarfile
 import tempfile
@@ -247,15 +248,19 @@ def _write_marker(marker: Path, spec: Version, counts: dict[str, dict[str, int]]
 
 
 def write_text_atomically(path: Path, text: str) -> None:
-    """Write ``text`` to ``<path>.tmp`` beside ``path``, then rename it over ``path``.
+    """Write ``text`` to a temporary file beside ``path``, then rename it over ``path``.
 
-    A reader sees the old file or the new one, never half of one: used for every small
-    file the course caches (verification markers, split manifests, trial results and
+    A reader sees the old file or the new one, never half of one, even when two processes
+    write the same file at once (each has its own temporary): used for every small file
+    the course caches (verification markers, split manifests, trial results and
     checkpoint state, refreshed notebooks).
     """
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
+    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}")
+    try:
+        tmp.write_text(text)
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def dataset_root(profile: profiles.Profile | None = None) -> Path:

@@ -60,6 +60,16 @@ def _decode_at_least(contents, image_size_px: int):
     return tf.cond(tf.io.is_jpeg(contents), jpeg, lambda: decode(contents))
 
 
+def _load_uint8(path, image_size_px: int):
+    """Read, decode and resize one file to ``uint8`` of shape (size, size, 3): what one
+    element of the pipeline is, and what the file cache stores."""
+    import tensorflow as tf
+
+    image = _decode_at_least(tf.io.read_file(path), image_size_px)
+    resized = tf.image.resize(image, (image_size_px, image_size_px), method="bilinear")
+    return tf.cast(tf.round(tf.clip_by_value(resized, 0, 255)), tf.uint8)
+
+
 def load_image(path: tf.Tensor | str, image_size_px: int) -> tf.Tensor:
     """Read, decode and resize one file to ``float32`` of shape (size, size, 3), values 0-255.
 
@@ -67,16 +77,17 @@ def load_image(path: tf.Tensor | str, image_size_px: int) -> tf.Tensor:
     does. A JPEG much larger than the target is first decoded at a half, quarter or eighth
     of its size (see :func:`_decode_at_least`), so its pixels are averages of the full-size
     ones rather than bilinear samples of them: within a few levels of 255 of Keras's,
-    slightly smoother, and several times faster to produce.
+    slightly smoother, and cheaper to decode. The resized values are
+    rounded to whole numbers, as in a resized image saved to disk: the pipeline carries
+    ``uint8`` (see :func:`dataset`).
     """
     import tensorflow as tf
 
-    image = _decode_at_least(tf.io.read_file(path), image_size_px)
-    return tf.image.resize(image, (image_size_px, image_size_px), method="bilinear")
+    return tf.cast(_load_uint8(path, image_size_px), tf.float32)
 
 
 # Bump when what load_image produces changes, so old cache folders are not reused.
-_CACHE_FORMAT = "1"
+_CACHE_FORMAT = "2"  # 2: uint8 (1 was float32)
 _GLOB_CHARACTERS = set("*?[\\")
 
 
@@ -117,7 +128,7 @@ def _publish(tmp, final) -> bool:
 def _read_cached(cached, image_size_px: int):
     import tensorflow as tf
 
-    image = tf.io.parse_tensor(tf.io.read_file(cached), tf.float32)
+    image = tf.io.parse_tensor(tf.io.read_file(cached), tf.uint8)
     return tf.ensure_shape(image, (image_size_px, image_size_px, 3))
 
 
@@ -126,7 +137,7 @@ def _make_cached(path, cached, tmp, image_size_px: int):
     ``cached`` once it is complete, and return the image."""
     import tensorflow as tf
 
-    image = load_image(path, image_size_px)
+    image = _load_uint8(path, image_size_px)
     written = tf.io.write_file(tmp, tf.io.serialize_tensor(image))
     with tf.control_dependencies([written]):
         renamed = tf.py_function(_publish, [tmp, cached], tf.bool)
@@ -142,6 +153,18 @@ def _mark_when_exhausted(flag, element_spec):
     marker = tf.data.Dataset.range(1).map(lambda _: flag.assign(True))
     marker = marker.filter(lambda done: tf.logical_not(done))  # always empty
     return marker.map(lambda _: tf.nest.map_structure(lambda spec: tf.zeros(spec.shape, spec.dtype), element_spec))
+
+
+def _shuffled(columns, shuffle: bool, seed: int):
+    """File names (and what goes with them) as a dataset, shuffled when asked: the file
+    names are what is shuffled, never decoded images, so the buffer stays small. The same
+    seed gives the same order, epoch by epoch, whatever the columns."""
+    import tensorflow as tf
+
+    ds = tf.data.Dataset.from_tensor_slices(columns)
+    if shuffle:
+        ds = ds.shuffle(len(columns[0]), seed=seed, reshuffle_each_iteration=True)
+    return ds
 
 
 @dataclass(frozen=True)
@@ -216,15 +239,19 @@ def dataset(
 ) -> tf.data.Dataset:
     """A batched ``tf.data.Dataset`` of ``(images, labels)`` for one part of ``split``.
 
-    ``images`` is float32 of shape (batch, size, size, 3) with values 0-255 (apply
-    the model's preprocessing in the model); ``labels`` is int64 of shape (batch,).
+    ``images`` is ``uint8`` of shape (batch, size, size, 3), values 0-255 (``float32``
+    with ``augment``); ``labels`` is int64 of shape (batch,). A Keras model whose input
+    is float32 (every model of this course) converts the images itself, inside its
+    compiled step and on its own device: a quarter of the bytes to batch, cache and send
+    to a GPU, and a quarter of the CPU time of later, cached epochs
+    (``benchmarks/README.md``). Apply the model's preprocessing in the model.
     ``shuffle`` defaults to ``True`` for ``train`` only; the order is fixed by ``seed``
     and changes each epoch; what is shuffled is the list of file names, never decoded
     images, so memory does not grow with the dataset.
 
     ``cache`` keeps resized images for later epochs: ``True`` in memory (all of them:
-    only for small datasets), or a folder path (created if needed): one file per image,
-    the very ``float32`` values an uncached epoch gives, written to a temporary name
+    only for small datasets, one byte per value), or a folder path (created if needed):
+    one file per image, the very values an uncached epoch gives (``uint8``), written to a temporary name
     and renamed when complete, so a run stopped half-way leaves only whole files, and
     the next run reuses them and makes the rest. A source file that changes (size or
     modification time) is decoded afresh. Later epochs only read, which is much faster
@@ -244,7 +271,7 @@ def dataset(
     shuffle = part == "train" if shuffle is None else shuffle
     if cache is True:
         ds = tf.data.Dataset.from_tensor_slices((paths, split.labels(part)))
-        ds = ds.map(lambda p, y: (load_image(p, image_size_px), y), num_parallel_calls=AUTOTUNE).cache()
+        ds = ds.map(lambda p, y: (_load_uint8(p, image_size_px), y), num_parallel_calls=AUTOTUNE).cache()
         if shuffle:
             # After the cache, or every epoch would replay the first epoch's order. The
             # buffer holds references to the cached images, not copies.
@@ -260,37 +287,34 @@ def dataset(
             _remove_abandoned_temporaries(cache_dir)
             cached = _cache_names(cache_dir, paths, image_size_px)
             have = [os.path.isfile(c) for c in cached]  # left by an earlier run, whole
-            # A name unique to this dataset: two pipelines never write the same temporary.
-            token = f".tmp-{os.getpid()}-{secrets.token_hex(4)}"
-            columns = (paths, split.labels(part), cached, [c + token for c in cached], have)
-            # Set once a first pass has produced every element, so every file is cached:
-            # later epochs then only read (no Python call per image).
-            complete = tf.Variable(all(have), trainable=False, name="cache_complete")
+            labels = split.labels(part)
+            if all(have):  # only read: one cached file per image, no Python call per image
+                ds = _shuffled((cached, labels), shuffle, seed)
+                ds = ds.map(lambda c, y: (_read_cached(c, image_size_px), y), num_parallel_calls=AUTOTUNE)
+            else:
+                # The first pass decodes what is missing and caches it; at its end it sets
+                # ``complete``, and later epochs of this dataset then only read (a dataset
+                # built again on the complete cache reads faster still: one column fewer,
+                # no branch per image).
+                token = f".tmp-{os.getpid()}-{secrets.token_hex(4)}"  # no two datasets share a temporary
+                complete = tf.Variable(False, trainable=False, name="cache_complete")
 
-            def load(p, y, c, t, h):
-                if all(have):  # every image is cached already: only read
-                    return _read_cached(c, image_size_px), y
-                image = tf.cond(
-                    tf.logical_or(complete, h),
-                    lambda: _read_cached(c, image_size_px),
-                    lambda: _make_cached(p, c, t, image_size_px),
-                )
-                return image, y
+                def load(p, y, c, t, h):
+                    image = tf.cond(
+                        tf.logical_or(complete, h),
+                        lambda: _read_cached(c, image_size_px),
+                        lambda: _make_cached(p, c, t, image_size_px),
+                    )
+                    return image, y
+
+                columns = (paths, labels, cached, [c + token for c in cached], have)
+                ds = _shuffled(columns, shuffle, seed).map(load, num_parallel_calls=AUTOTUNE)
+                ds = ds.concatenate(_mark_when_exhausted(complete, ds.element_spec))
         else:
-            columns = (paths, split.labels(part))
-
-            def load(p, y):
-                return load_image(p, image_size_px), y
-
-        ds = tf.data.Dataset.from_tensor_slices(columns)
-        if shuffle:
-            # Shuffle file names, not decoded images: the buffer stays small.
-            ds = ds.shuffle(len(paths), seed=seed, reshuffle_each_iteration=True)
-        ds = ds.map(load, num_parallel_calls=AUTOTUNE)
-        if cache and not all(have):
-            ds = ds.concatenate(_mark_when_exhausted(complete, ds.element_spec))
+            ds = _shuffled((paths, split.labels(part)), shuffle, seed)
+            ds = ds.map(lambda p, y: (_load_uint8(p, image_size_px), y), num_parallel_calls=AUTOTUNE)
     ds = ds.batch(batch_size)
-    if augment:
+    if augment:  # Keras' augmentation layers work in float32
         layers = augmentation()
-        ds = ds.map(lambda x, y: (layers(x, training=True), y), num_parallel_calls=AUTOTUNE)
+        ds = ds.map(lambda x, y: (layers(tf.cast(x, tf.float32), training=True), y), num_parallel_calls=AUTOTUNE)
     return ds.prefetch(AUTOTUNE)

@@ -63,28 +63,38 @@ class Profile:
         return self.dataset != "synthetic" and self.weights == "imagenet"
 
     def describe(self) -> str:
-        """A few lines that say plainly what this profile is and what its numbers mean."""
+        """A few lines, each under 80 characters (the width of the book's code column), that
+        say plainly what this profile is and what its numbers mean."""
         if self.dataset == "synthetic":
-            data = (
-                f"generated Imagewoof-shaped images ({self.synthetic_train_per_class} train"
-                f" + {self.synthetic_val_per_class} val per class,"
-                f" shortest side {self.synthetic_shortest_side_px} px), not photographs"
-            )
+            data = [
+                "generated Imagewoof-shaped images, not photographs:",
+                f"{self.synthetic_train_per_class} train + {self.synthetic_val_per_class} val per class,"
+                f" shortest side {self.synthetic_shortest_side_px} px",
+            ]
         else:
-            data = f"the real Imagewoof archive {self.dataset!r}"
+            data = [f"the real Imagewoof archive {self.dataset!r}"]
         weights = "ImageNet weights" if self.weights == "imagenet" else "random init (weights=None)"
+
         lines = [
             f"Profile: {self.name}",
-            f"  data:    {data}",
-            f"  model:   ResNet50, {weights}",
-            f"  size:    image {self.image_size_px or 'as each trial says'},"
-            f" batch {self.batch_size or 'as each trial says'},"
-            f" epochs {self.epochs or 'as each trial says'}",
+            f"  data:   {data[0]}",
+            *(f"          {more}" for more in data[1:]),
+            f"  model:  ResNet50, {weights}",
         ]
+        sizes = (self.image_size_px, self.batch_size, self.epochs)
+        if sizes == (None, None, None):
+            lines.append("  size:   image size, batch and epochs as each trial says")
+        else:
+            image, batch, epochs = (value or "as the trial says" for value in sizes)
+            image = f"{image} px" if self.image_size_px else image
+            lines.append(f"  size:   image {image}, batch {batch}, epochs {epochs}")
         if self.real_results:
             lines.append("  These are real results on Imagewoof.")
         else:
-            lines.append("  SMOKE RUN: numbers and pictures on this page test the code; they are NOT real results.")
+            lines += [
+                "  SMOKE RUN: the numbers and pictures on this page test the code;",
+                "  they are NOT real results.",
+            ]
         return "\n".join(lines)
 
 
