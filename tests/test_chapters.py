@@ -53,3 +53,14 @@ def test_the_profile_is_printed_first_and_tf_logs_are_absent(md):
         for output in cell.outputs:
             text = output.get("text", "") + str(output.get("data", {}).get("text/plain", ""))
             assert not TF_NOISE.search(text), f"TensorFlow log lines in {md.stem}: {text[:200]}"
+
+
+@pytest.mark.parametrize("md", SOURCES, ids=lambda p: p.stem)
+def test_the_two_cells_every_chapter_starts_with_fit_the_books_code_column(md):
+    """The setup and versions cells, source and printed output, in lines under 80 characters:
+    the width of a code block on the page, so nothing there scrolls sideways."""
+    paired = nbformat.read(md.with_suffix(".ipynb"), as_version=4)
+    for cell in [c for c in paired.cells if c.cell_type == "code"][:2]:
+        text = cell.source + "".join(o.get("text", "") for o in cell.outputs)
+        too_long = [line for line in text.splitlines() if len(line) >= 80]
+        assert not too_long, f"{md.stem}: {too_long}"

@@ -67,8 +67,6 @@ def versions() -> dict[str, str]:
     for problem in version_problems(found):
         print("WARNING:", problem)
     if not gpus:
-        print(
-            "No GPU: fine for the smoke profile. For the full course in Colab choose"
-            " Runtime > Change runtime type > GPU."
-        )
+        print("No GPU: fine for the smoke profile. For the full course in Colab,")
+        print("choose Runtime > Change runtime type > GPU.")
     return found
