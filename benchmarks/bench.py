@@ -37,6 +37,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from unittest import mock
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
@@ -452,16 +453,11 @@ def bench_suite(results: Results, scratch: Path, total: bool) -> None:
     # As on a fresh clone: data generated and every trial trained, in scratch folders, so
     # nothing in the working tree changes and nothing saved earlier is reused.
     fresh = {"WOOF_DATA_DIR": str(scratch / "suite-data"), "WOOF_RESULTS_DIR": str(scratch / "suite-results")}
-    saved = dict(os.environ)
-    os.environ.update(fresh)
     times = {}
-    try:
+    with mock.patch.dict(os.environ, fresh):
         for source in refresh.book_order():
             times[source.stem] = refresh.refresh(copy / source.name, "smoke")  # writes into the copy only
             print(f"  chapter {source.stem}: {times[source.stem]:.1f} s", flush=True)
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
     chapters_total = sum(times.values())
     slowest = max(times, key=times.get)
     results.add(

@@ -19,6 +19,7 @@ import sys
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
+from unittest import mock
 
 from woofhelpers.data import write_text_atomically
 
@@ -102,16 +103,12 @@ def refresh(md_path: Path, profile: str = "smoke", timeout_s: int = 1800) -> flo
         kernel_name="python3",
         resources={"metadata": {"path": str(md_path.parent)}},
     )
-    saved = dict(os.environ)
-    os.environ.update(quiet_environment(profile))
     start = time.perf_counter()
     try:
-        client.execute()
+        with mock.patch.dict(os.environ, quiet_environment(profile)):  # the kernel inherits it
+            client.execute()
     except CellExecutionError as exc:
         raise SystemExit(f"{md_path.name}: a cell failed; nothing was written.\n{exc}") from None
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
     seconds = time.perf_counter() - start
     notebook.metadata["woof"] = {"profile": profile, "source_sha256": source_hash(notebook)}
     text = nbformat.writes(notebook)

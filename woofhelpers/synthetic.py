@@ -114,13 +114,12 @@ def generate(
         version=version,
         seed=seed,
     )
-    info_path = root / INFO_FILE
-    if info_path.is_file():
-        existing = json.loads(info_path.read_text())
-        if existing["settings"] == settings:
-            return root
+    existing = _recorded_settings(root)
+    if existing == settings:
+        return root
+    if existing is not None:
         raise FileExistsError(
-            f"{root} holds a synthetic dataset made with {existing['settings']}, not {settings};"
+            f"{root} holds a synthetic dataset made with {existing}, not {settings};"
             " delete the folder or choose another one"
         )
     if root.exists() and any(root.iterdir()):
@@ -162,13 +161,19 @@ def generate(
         except OSError:
             # Another process (a second notebook, a second test worker) made it meanwhile:
             # the same arguments give the same files, so keep theirs.
-            if not (info_path.is_file() and json.loads(info_path.read_text())["settings"] == settings):
+            if _recorded_settings(root) != settings:
                 raise
             shutil.rmtree(building, ignore_errors=True)
     except BaseException:
         shutil.rmtree(building, ignore_errors=True)
         raise
     return root
+
+
+def _recorded_settings(root: Path) -> dict | None:
+    """The arguments :func:`generate` recorded for the dataset at ``root``, or ``None``."""
+    info = root / INFO_FILE
+    return json.loads(info.read_text())["settings"] if info.is_file() else None
 
 
 def _write_noisy_labels_csv(root: Path) -> None:

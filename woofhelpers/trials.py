@@ -393,8 +393,13 @@ def _on_gpu() -> bool:
 # --- the engine ------------------------------------------------------------------------
 
 
+def _fixed(trial: Trial, split: splits.Split, part: str):
+    """The images of one part of ``split`` in manifest order, batched as ``trial`` says."""
+    return pipeline.dataset(split, part, image_size_px=trial.image_size_px, batch_size=trial.batch_size, shuffle=False)
+
+
 def _phase_datasets(trial: Trial, split: splits.Split):
-    """Train (as a function of the epoch), validation and test datasets of images."""
+    """Train (as a function of the epoch) and validation datasets of images."""
 
     def train(epoch: int):
         return pipeline.dataset(
@@ -407,10 +412,7 @@ def _phase_datasets(trial: Trial, split: splits.Split):
             seed=trial.seed + epoch,
         )
 
-    def fixed(part: str, s: splits.Split = split):
-        return pipeline.dataset(s, part, image_size_px=trial.image_size_px, batch_size=trial.batch_size, shuffle=False)
-
-    return train, fixed
+    return train, _fixed(trial, split, "validation")
 
 
 def probe(model: keras.Model) -> keras.Model:
@@ -429,8 +431,7 @@ def probe(model: keras.Model) -> keras.Model:
 
 def _predict(probe_model, split: splits.Split, part: str, trial: Trial):
     """The probe's two outputs (features, predictions) for one part of ``split``."""
-    ds = pipeline.dataset(split, part, image_size_px=trial.image_size_px, batch_size=trial.batch_size, shuffle=False)
-    return probe_model.predict(ds.map(lambda x, y: x), verbose=0)
+    return probe_model.predict(_fixed(trial, split, part).map(lambda x, y: x), verbose=0)
 
 
 def _feature_datasets(probe_model, trial: Trial, split: splits.Split):
@@ -526,27 +527,13 @@ def run_trial(
     base is frozen and there is no augmentation (always in the head phase, unless
     ``augment``). ``callbacks`` are passed to every ``fit``.
     """
-    with _no_retracing_warnings():
-        return _run_trial(
-            trial,
-            profile,
-            retrain=retrain,
-            verbose=verbose,
-            callbacks=callbacks,
-            cached_features=cached_features,
-            strategy=strategy,
-            results=results,
-        )
-
-
-def _run_trial(trial, profile, *, retrain, verbose, callbacks, cached_features, strategy, results) -> TrialResult:
     trial = get(trial) if isinstance(trial, str) else trial
     profile = profile or profiles.current()
     folder = Path(results or results_dir()) / profile.name / trial.name
     folder.parent.mkdir(parents=True, exist_ok=True)
     # One process at a time per trial: a second one (another notebook, a test worker) waits,
     # then loads what the first saved, instead of both training into the same folder.
-    with filelock.FileLock(folder.parent / f".{trial.name}.lock"):
+    with filelock.FileLock(folder.parent / f".{trial.name}.lock"), _no_retracing_warnings():
         return _load_or_train(trial, profile, folder, retrain, verbose, callbacks, cached_features, strategy)
 
 
@@ -593,8 +580,7 @@ def _load_or_train(trial, profile, folder, retrain, verbose, callbacks, cached_f
     jit = {"head": single and (gpu or use_cache), "fine_tune": single and gpu}
     keras.utils.set_random_seed(effective.seed)
     split, honest_split = trial_data(effective, profile)
-    train_images, fixed = _phase_datasets(effective, split)
-    val_images = fixed("validation")
+    train_images, val_images = _phase_datasets(effective, split)
     with strategy.scope():
         model = model_lib.build(effective, profile.weights, mixed_precision=gpu)
         probing = probe(model)
