@@ -404,3 +404,17 @@ def test_describe_images_marks_an_unreadable_file_instead_of_failing(small_datas
     (root / "train" / wh.labels.WNIDS[0] / "broken.JPEG").write_bytes(b"not an image")
     table = wh.data.describe_images(root)
     assert table[table["file"] == "broken.JPEG"]["mode"].tolist() == ["unreadable"]
+
+
+def test_replacing_renames_a_whole_write_into_place_and_leaves_nothing_after_a_failed_one(tmp_path):
+    target = tmp_path / "result.json"
+    target.write_text("old")
+    with pytest.raises(RuntimeError), wh.data.replacing(target, ".json") as tmp:
+        tmp.write_text("half of the new")
+        raise RuntimeError("the writer died")
+    assert target.read_text() == "old"  # the reader still sees the old file, whole
+    with wh.data.replacing(target, ".json") as tmp:
+        assert tmp.parent == tmp_path and ".tmp-" in tmp.name and tmp.name.endswith(".json")
+        tmp.write_text("new")
+    assert target.read_text() == "new"
+    assert [p.name for p in tmp_path.iterdir()] == ["result.json"]  # no temporary left either time

@@ -10,6 +10,7 @@ Taught in the chapter *The dataset* (``chapters/dataset``).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
@@ -23,6 +24,8 @@ from typing import TYPE_CHECKING
 from woofhelpers import labels, profiles
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+
     import pandas as pd
 
 SPLITS = ("train", "val")
@@ -247,20 +250,30 @@ def _write_marker(marker: Path, spec: Version, counts: dict[str, dict[str, int]]
     write_text_atomically(marker, json.dumps({"version": spec.name, "url": spec.url, "counts": counts}, indent=1))
 
 
-def write_text_atomically(path: Path, text: str) -> None:
-    """Write ``text`` to a temporary file beside ``path``, then rename it over ``path``.
+@contextlib.contextmanager
+def replacing(path: Path, suffix: str = "") -> Iterator[Path]:
+    """Yield a temporary path beside ``path`` to write to; when the block ends without an
+    error, rename the temporary over ``path``; either way, leave no temporary behind.
 
     A reader sees the old file or the new one, never half of one, even when two processes
-    write the same file at once (each has its own temporary): used for every small file
-    the course caches (verification markers, split manifests, trial results and
-    checkpoint state, refreshed notebooks).
+    write the same file at once (each has its own temporary, ``<name>.tmp-<pid>-<random>``).
+    ``suffix`` ends the temporary's name, for writers that insist on one (``np.savez``
+    adds ``.npz``, Keras wants ``.weights.h5``).
     """
-    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}")
+    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}{suffix}")
     try:
-        tmp.write_text(text)
+        yield tmp
         tmp.replace(path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def write_text_atomically(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` through :func:`replacing`: used for every small file the
+    course caches (verification markers, split manifests, trial results and checkpoint
+    state, refreshed notebooks)."""
+    with replacing(path) as tmp:
+        tmp.write_text(text)
 
 
 def dataset_root(profile: profiles.Profile | None = None) -> Path:

@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from woofhelpers import data, pipeline
 from woofhelpers import labels as woof_labels
-from woofhelpers import pipeline
 from woofhelpers.splits import PARTS, Split
 
 if TYPE_CHECKING:
@@ -248,17 +248,16 @@ def save(predictions: Predictions, path: str | Path) -> Path:
     """Write predictions to a ``.npz`` file (atomically) for :func:`load`."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp.npz")
-    np.savez(
-        tmp,
-        paths=np.array(predictions.paths, dtype=str),
-        true=predictions.true,
-        scores=predictions.scores,
-        class_names=np.array(predictions.class_names, dtype=str),
-        unreadable_paths=np.array(list(predictions.unreadable), dtype=str),
-        unreadable_reasons=np.array(list(predictions.unreadable.values()), dtype=str),
-    )
-    tmp.replace(path)
+    with data.replacing(path, ".npz") as tmp:
+        np.savez(
+            tmp,
+            paths=np.array(predictions.paths, dtype=str),
+            true=predictions.true,
+            scores=predictions.scores,
+            class_names=np.array(predictions.class_names, dtype=str),
+            unreadable_paths=np.array(list(predictions.unreadable), dtype=str),
+            unreadable_reasons=np.array(list(predictions.unreadable.values()), dtype=str),
+        )
     return path
 
 

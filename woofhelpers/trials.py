@@ -327,9 +327,8 @@ def results_dir() -> Path:
 
 
 def _atomic_save_weights(model, path: Path) -> None:
-    tmp = path.with_name(path.stem.replace(".weights", "") + ".tmp.weights.h5")
-    model.save_weights(tmp)
-    tmp.replace(path)
+    with data.replacing(path, ".weights.h5") as tmp:
+        model.save_weights(tmp)
 
 
 # --- data ------------------------------------------------------------------------------
