@@ -31,3 +31,26 @@ def small_resnet50(include_top: bool = True, weights: str | None = None, input_s
 def install(monkeypatch) -> None:
     """Make ``keras.applications.ResNet50`` the stand-in for the rest of the test (or fixture)."""
     monkeypatch.setattr(keras.applications, "ResNet50", small_resnet50)
+
+
+def resnet50_weight_files(folder, seed: int = 0):
+    """Write an UNTRAINED ResNet50's weights into ``folder`` as Keras' two published ImageNet
+    files (same names, same legacy HDF5 layout, with and without the classifier) and return
+    the path of the one without (what ``WOOF_WEIGHTS`` names). The full profile then loads
+    them through the real ``keras.applications.ResNet50(weights=<file>)`` path; the numbers
+    they give mean nothing, and the profile says so (their MD5 is not ImageNet's)."""
+    from pathlib import Path
+
+    import h5py
+    from keras.src.legacy.saving import legacy_h5_format
+
+    from woofhelpers import profiles
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    keras.utils.set_random_seed(seed)
+    for include_top, name in profiles.KERAS_RESNET50_FILES.items():
+        network = keras.applications.ResNet50(include_top=include_top, weights=None)
+        with h5py.File(folder / name, "w") as f:
+            legacy_h5_format.save_weights_to_hdf5_group(f, network)
+    return folder / profiles.KERAS_RESNET50_FILES[False]

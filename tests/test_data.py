@@ -153,8 +153,8 @@ def test_after_a_failed_download_a_retry_succeeds(tmp_path, archive_server, smal
 def test_an_interrupted_extraction_keeps_nothing(tmp_path, archive_server, small_archive, small_version, monkeypatch):
     real_extract = wh.data._extract
 
-    def extract_then_interrupt(archive, into):
-        real_extract(archive, into)
+    def extract_then_interrupt(archive, into, url):
+        real_extract(archive, into, url)
         assert any(into.rglob("*.JPEG"))  # files were written before the interruption
         raise KeyboardInterrupt("simulated Ctrl-C while extracting")
 
@@ -197,9 +197,70 @@ def test_an_archive_with_another_top_folder_is_refused(tmp_path, archive_server,
 
 def test_a_file_that_is_not_an_archive_is_refused_and_deleted(tmp_path, archive_server, small_version):
     url = serve(archive_server, b"<html>Access denied</html>")
-    with pytest.raises(tarfile.TarError):
+    with pytest.raises(wh.data.DownloadError, match=f"{NAME}.tgz \\(from {url}\\) is damaged"):
         wh.data.fetch(NAME, tmp_path, url=url, progress=False)
     assert entries(tmp_path) == []
+
+
+@pytest.mark.parametrize("cut", ["half", "1 MB short"])
+def test_a_truncated_archive_is_refused_naming_the_archive_the_url_and_the_fix(
+    tmp_path, archive_server, small_archive, small_version, cut
+):
+    """The server sends a complete answer (so the download succeeds) of a truncated file: the
+    gzip stream ends early. Before, that surfaced as a bare EOFError."""
+    whole = small_archive.read_bytes()
+    url = serve(archive_server, whole[: len(whole) // 2] if cut == "half" else whole[: max(1, len(whole) - 2**20)])
+    with pytest.raises(wh.data.DownloadError) as raised:
+        wh.data.fetch(NAME, tmp_path, url=url, progress=False)
+    message = str(raised.value)
+    assert f"{NAME}.tgz" in message and url in message and "Run the same cell again" in message
+    assert isinstance(raised.value.__cause__, (EOFError, tarfile.TarError, OSError))
+    assert entries(tmp_path) == []
+
+
+# --- mirrors: the archive from another URL or a local folder ------------------------------------
+
+
+def test_archive_url_is_fast_ais_unless_the_profile_names_a_mirror(clean_woof_env, tmp_path):
+    assert wh.data.archive_url(NAME, wh.profiles.load("full")) == wh.data.VERSIONS[NAME].url
+    clean_woof_env.setenv("WOOF_ARCHIVE_MIRROR", "http://127.0.0.1:8000/woof/")
+    assert wh.data.archive_url(NAME, wh.profiles.load("full")) == f"http://127.0.0.1:8000/woof/{NAME}.tgz"
+    clean_woof_env.setenv("WOOF_ARCHIVE_MIRROR", str(tmp_path))
+    assert wh.data.archive_url("imagewoof2-320", wh.profiles.load("full")) == str(tmp_path / "imagewoof2-320.tgz")
+    clean_woof_env.setenv("WOOF_ARCHIVE_MIRROR", f"file://{tmp_path}")
+    assert wh.data.archive_url(NAME, wh.profiles.load("full")) == str(tmp_path / f"{NAME}.tgz")
+
+
+def test_fetch_from_an_http_mirror_records_the_url_actually_used(
+    tmp_path, archive_server, small_archive, small_version, clean_woof_env
+):
+    serve(archive_server, small_archive.read_bytes())
+    clean_woof_env.setenv("WOOF_ARCHIVE_MIRROR", archive_server.url("/"))
+    profile = wh.profiles.load("full", data_dir=tmp_path / "data")
+    target = wh.data.dataset_root(profile)
+    marker = json.loads((target / wh.data.VERIFIED_MARKER).read_text())
+    assert marker["url"] == archive_server.url(f"/{NAME}.tgz") != small_version.url
+    assert wh.data.source_of(target) == marker["url"]
+    assert archive_server.requests == [f"/{NAME}.tgz"]
+
+
+def test_fetch_from_a_local_mirror_folder_reads_the_archive_in_place_and_keeps_it(
+    tmp_path, small_archive, small_version, clean_woof_env
+):
+    mirror = tmp_path / "mirror"
+    mirror.mkdir()
+    shutil.copy(small_archive, mirror / f"{NAME}.tgz")
+    clean_woof_env.setenv("WOOF_ARCHIVE_MIRROR", str(mirror))
+    target = wh.data.fetch(NAME, profile=wh.profiles.load("full", data_dir=tmp_path / "data"), progress=False)
+    assert (mirror / f"{NAME}.tgz").read_bytes() == small_archive.read_bytes()  # never deleted
+    assert wh.data.source_of(target) == str(mirror / f"{NAME}.tgz")
+    assert entries(tmp_path / "data") == [NAME]
+
+
+def test_a_local_mirror_without_the_archive_names_the_missing_file(tmp_path, small_version, clean_woof_env):
+    clean_woof_env.setenv("WOOF_ARCHIVE_MIRROR", str(tmp_path))
+    with pytest.raises(wh.data.DownloadError, match=f"no archive {tmp_path / NAME}.tgz"):
+        wh.data.fetch(NAME, profile=wh.profiles.load("full", data_dir=tmp_path / "data"), progress=False)
 
 
 # --- malicious archives -------------------------------------------------------------------------

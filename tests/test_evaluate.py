@@ -59,6 +59,15 @@ def test_summary_reports_percentages_and_unreadable_count():
     assert row["95% CI low"] <= 75.0 <= row["95% CI high"]
 
 
+def test_accuracy_summary_keeps_n_and_the_interval_beside_the_accuracy():
+    row = evaluate.accuracy_summary(np.arange(96) < 70)  # the original's trial 2: 70 of 96
+    assert list(row) == ["images", "accuracy %", "95% CI low", "95% CI high"]
+    assert row["images"] == 96 and row["accuracy %"] == 72.92
+    assert 14 < row["95% CI high"] - row["95% CI low"] < 22  # about +-9 points on 96 images
+    few = [evaluate.accuracy_summary(np.arange(96) < 70, resamples=30, seed=s) for s in (3, 4)]
+    assert few[0] != few[1]  # bootstrap options are passed on to accuracy_ci
+
+
 # --- confusion, per class, worst errors --------------------------------------------------------
 
 
@@ -185,32 +194,42 @@ def test_an_unknown_part_is_refused(small_dataset, tf):
 # --- figures ------------------------------------------------------------------------------
 
 
-def test_accuracy_bars_draw_one_bar_per_row_with_error_bars():
+def test_accuracy_bars_draw_each_row_with_its_interval_and_its_n():
     import pandas as pd
 
     table = pd.DataFrame(
         {
-            "trial": ["1", "1", "2", "2"],
-            "test set": ["own", "leakage-free", "own", "leakage-free"],
-            "accuracy %": [50.0, 40.0, 80.0, None],
-            "95% CI low": [45.0, 35.0, 75.0, None],
-            "95% CI high": [55.0, 45.0, 85.0, None],
+            "trial": ["1", "1", "2", "2", "3"],
+            "test set": ["reported", "own", "own", "leakage-free", "leakage-free"],
+            "images": [96, 10, 20, 0, 30],
+            "accuracy %": [50.0, 40.0, 80.0, None, 70.0],
+            "95% CI low": [45.0, 35.0, 75.0, None, 60.0],
+            "95% CI high": [55.0, 45.0, 85.0, None, 78.0],
         }
     )
-    fig = wh.plots.accuracy_bars(table)
-    ax = fig.axes[0]
-    heights = sorted(round(p.get_height(), 1) for p in ax.patches)
-    assert heights == [40.0, 50.0, 80.0]  # the row with no value is left out
-    assert [t.get_text() for t in ax.get_xticklabels()] == ["1", "2"]
-    from matplotlib.collections import PathCollection
+    ax = wh.plots.accuracy_bars(table).axes[0]
+    bars = {round(p.get_height(), 1): p for p in ax.patches}
+    assert sorted(bars) == [40.0, 50.0, 70.0, 80.0]  # the row with no value is left out
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["1", "2", "3"]
+    assert sorted(t.get_text() for t in ax.texts) == ["n=10", "n=20", "n=30", "n=96"]
+    # every bar carries its own interval as an error bar
+    from matplotlib.container import BarContainer
 
-    def markers(ax):
-        return [c for c in ax.collections if isinstance(c, PathCollection)]
+    errorbars = [c.errorbar for c in ax.containers if isinstance(c, BarContainer)]
+    intervals = sorted(tuple(segment[:, 1].round(1)) for e in errorbars for segment in e.lines[2][0].get_segments())
+    assert intervals == [(35.0, 45.0), (45.0, 55.0), (60.0, 78.0), (75.0, 85.0)]
+    # a trial's bars sit side by side around its tick; one colour per test set
+    assert bars[50.0].get_x() < 0 < bars[40.0].get_x() + bars[40.0].get_width()
+    assert bars[80.0].get_facecolor() != bars[70.0].get_facecolor()
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["reported", "own", "leakage-free"]
 
-    assert not markers(ax)  # no reference column: no markers
-    table["original reported %"] = [14.58, 14.58, None, None]
-    (reported,) = markers(wh.plots.accuracy_bars(table).axes[0])
-    assert reported.get_offsets().tolist() == [[0.0, 14.58]]
+
+def test_accuracy_bars_refuse_a_table_without_the_number_of_images():
+    import pandas as pd
+
+    table = pd.DataFrame({"trial": ["1"], "test set": ["own"], "accuracy %": [50.0], "95% CI low": [45.0]})
+    with pytest.raises(ValueError, match="images"):
+        wh.plots.accuracy_bars(table.assign(**{"95% CI high": [55.0]}))
 
 
 def test_confusion_matrix_figure_labels_axes_with_breeds():
@@ -267,15 +286,53 @@ def test_from_trial_refuses_labels_that_no_longer_match(fake_trial_result):
         evaluate.from_trial(result, profile, "own")
 
 
-def test_trial_table_has_both_test_sets_the_original_number_and_intervals(fake_trial_result):
+def test_trial_table_gives_every_accuracy_its_n_and_interval(fake_trial_result):
     result, _, own, honest = fake_trial_result
     table = evaluate.trial_table([result])
-    assert list(table["test set"]) == list(evaluate.TEST_SETS.values())
-    assert list(table["original reported %"]) == [14.58, 14.58]
-    assert list(table["images"]) == [len(own.parts["test"]), len(honest.parts["test"])]
-    first = table.iloc[0]
-    assert first["accuracy %"] == 50.0
-    assert first["95% CI low"] < 50.0 < first["95% CI high"]
+    assert list(table.columns) == ["trial", "test set", "images", "accuracy %", "95% CI low", "95% CI high"]
+    assert not table.isna().any().any()
+    reported, tested = table.iloc[0], table.iloc[1]
+    # The original's figure, as the count it was: 14 of 96 images.
+    assert (reported["test set"], reported["images"], reported["accuracy %"]) == (evaluate.REPORTED_TEST_SET, 96, 14.58)
+    assert reported["95% CI low"] < 14.58 < reported["95% CI high"]
+    # On v1, trial 1's own test is ImageNet-validation files only: the two test sets are one.
+    assert own.parts["test"] == honest.parts["test"]
+    assert len(table) == 2 and tested["test set"] == evaluate.SAME_TEST_SET
+    assert (tested["images"], tested["accuracy %"]) == (len(own.parts["test"]), 50.0)
+    assert tested["95% CI low"] < 50.0 < tested["95% CI high"]
+
+
+def test_trial_table_keeps_two_rows_when_the_test_sets_differ(fake_trial_result):
+    result, _, own, _ = fake_trial_result
+    free = result.predictions["leakage_free"]
+    free["labels"], free["probabilities"] = free["labels"][:4], np.eye(10)[free["labels"][:4]].tolist()
+    table = evaluate.trial_table([result]).set_index("test set")
+    assert list(table.index) == [evaluate.REPORTED_TEST_SET, *evaluate.TEST_SETS.values()]
+    assert table.loc[evaluate.TEST_SETS["own"], "images"] == len(own.parts["test"])
+    assert (table.loc[evaluate.TEST_SETS["leakage_free"], ["images", "accuracy %"]] == [4, 100.0]).all()
+
+
+def test_trial_table_shows_no_original_figure_for_a_trial_it_never_ran_and_no_empty_test_set(fake_trial_result):
+    result, _, _, _ = fake_trial_result
+    result.trial = {**result.trial, "name": "trial4_honest"}
+    result.predictions["leakage_free"] = {"labels": [], "probabilities": []}
+    table = evaluate.trial_table([result])
+    assert list(table["test set"]) == [evaluate.TEST_SETS["own"]]  # no write-up row, no 0-image row
+    assert not table.isna().any().any()
+
+
+def test_trial_result_summary_puts_n_and_the_interval_beside_each_accuracy(fake_trial_result):
+    result, _, own, _ = fake_trial_result
+    row = result.summary()
+    assert row["trial"] == "trial1"
+    for label in ("own test", "leakage-free test"):
+        assert row[f"{label}: images"] == len(own.parts["test"])
+        assert row[f"{label}: accuracy %"] == "50.00"
+        low, high = (float(x) for x in row[f"{label}: 95% CI"].split("–"))
+        assert low < 50 < high
+    result.predictions["leakage_free"] = {"labels": [], "probabilities": []}
+    row = result.summary()
+    assert (row["leakage-free test: images"], row["leakage-free test: accuracy %"]) == (0, "–")
 
 
 def test_load_results_prefers_complete_full_results_and_else_runs_the_profile(fake_trial_result, tmp_path, monkeypatch):

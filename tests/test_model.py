@@ -5,7 +5,9 @@ from __future__ import annotations
 import keras
 import numpy as np
 import pytest
+from stand_ins import install as install_stand_in  # tests/ is on sys.path under pytest
 
+import woofhelpers as wh
 from woofhelpers import model as model_lib
 from woofhelpers import trials
 
@@ -82,11 +84,135 @@ def test_the_head_model_shares_the_head_weights():
     assert head.get_layer("predictions") is net.get_layer("predictions")
 
 
-def test_mixed_precision_keeps_the_output_in_float32_and_restores_the_policy():
-    net = model_lib.build(small(), mixed_precision=True)
-    assert model_lib.base_of(net).compute_dtype == "float16"
+@pytest.fixture
+def global_policy():
+    """Set the process-wide dtype policy to ``mixed_bfloat16`` for the test (so a function
+    that leaves its own policy behind, or resets to float32, is caught) and restore it."""
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy("mixed_bfloat16")
+    try:
+        yield "mixed_bfloat16"
+    finally:
+        keras.config.set_dtype_policy(previous)
+
+
+@pytest.mark.parametrize("mixed", [True, False])
+def test_a_mixed_precision_model_is_created_under_the_policy_with_a_float32_output(mixed, global_policy):
+    net = model_lib.build(small(head="corrected", preprocessing="resnet50"), mixed_precision=mixed)
+    assert net.dtype_policy.name == ("mixed_float16" if mixed else "float32")
+    assert model_lib.base_of(net).compute_dtype == ("float16" if mixed else "float32")
+    assert model_lib.base_of(net).get_layer(model_lib.LAST_CONV_LAYER).output.dtype == (
+        "float16" if mixed else "float32"
+    )
     assert net.get_layer("predictions").compute_dtype == "float32"
+    assert net.output.dtype == "float32"
+    assert all(w.dtype == "float32" for w in net.weights)  # float32 weights either way
+    assert keras.config.dtype_policy().name == global_policy
+
+
+@pytest.mark.parametrize("mixed", [True, False])
+def test_compile_adds_loss_scaling_to_a_mixed_model_and_to_its_head_model(mixed, global_policy, monkeypatch):
+    install_stand_in(monkeypatch)
+    net = model_lib.build(small(head="corrected", preprocessing="resnet50"), mixed_precision=mixed)
+    head = model_lib.head_model(net)
+    assert keras.config.dtype_policy().name == global_policy
+    assert head.dtype_policy.name == net.dtype_policy.name
+    assert head.input.dtype == ("float16" if mixed else "float32")
+    assert head.output.dtype == "float32"
+    model_lib.compile_model(head, "adam", 1e-3, jit_compile=True)
+    model_lib.unfreeze(net, "corrected")
+    model_lib.compile_model(net, "rmsprop", 1e-4)
+    for compiled, inner in ((head, keras.optimizers.Adam), (net, keras.optimizers.RMSprop)):
+        wrapped = isinstance(compiled.optimizer, keras.optimizers.LossScaleOptimizer)
+        assert wrapped == mixed, compiled.name
+        assert isinstance(compiled.optimizer.inner_optimizer if wrapped else compiled.optimizer, inner)
+    assert keras.config.dtype_policy().name == global_policy
+
+
+def test_one_mixed_precision_training_step_leaves_finite_changed_weights(global_policy, monkeypatch):
+    install_stand_in(monkeypatch)
+    keras.utils.set_random_seed(0)
+    net = model_lib.build(small(head="corrected", preprocessing="resnet50"), mixed_precision=True)
+    images = np.random.default_rng(1).uniform(0, 255, size=(2, 32, 32, 3)).astype("float32")
+    labels = np.array([0, 1])
+    # The head on features, as the engine trains it with cached features.
+    head = model_lib.head_model(net)
+    model_lib.compile_model(head, "adam", 1e-3)
+    features = trials.probe(net).predict(images, verbose=0)[0]
+    assert features.dtype == np.float16
+    before = net.get_layer("predictions").kernel.numpy().copy()
+    head_loss = head.train_on_batch(features, labels)[0]
+    assert np.isfinite(head_loss)
+    assert not np.allclose(net.get_layer("predictions").kernel.numpy(), before)  # the shared head moved
+    # Then the whole model, fine-tuned.
+    model_lib.unfreeze(net, "corrected")
+    model_lib.compile_model(net, "adam", 1e-4)
+    conv = model_lib.base_of(net).get_layer("conv5_block3_conv").kernel
+    before = conv.numpy().copy()
+    scale = float(net.optimizer.dynamic_scale)
+    # Dynamic loss scaling starts high (2**15): a step whose scaled float16 gradients
+    # overflow is skipped and the scale halved, so allow a few steps for the first update.
+    for _ in range(20):
+        loss = net.train_on_batch(images, labels)[0]
+        if not np.allclose(conv.numpy(), before):
+            break
+        assert float(net.optimizer.dynamic_scale) < scale  # skipped only after an overflow
+        scale = float(net.optimizer.dynamic_scale)
+    assert np.isfinite(loss)
+    assert not np.allclose(conv.numpy(), before)
+    assert all(np.isfinite(w).all() for w in net.get_weights())
+    assert 1 <= float(net.optimizer.dynamic_scale) <= 2**15
+    assert keras.config.dtype_policy().name == global_policy
+
+
+def test_only_the_corrected_trial_asks_for_mixed_precision():
+    # Trials 1-5 (and any other registered reproduction) train in float32, as the original did.
+    asks = {name: trials.get(name).mixed_precision for name in trials.TRIAL_NAMES}
+    assert {f"trial{n}" for n in range(1, 6)} <= set(asks)
+    assert [name for name, mixed in asks.items() if mixed] == ["corrected"]
+    assert trials.variant(trials.get("corrected"), "ablation", head="original").mixed_precision
+    assert "mixed_precision" in trials.table(trials.get("trial2")).index
+
+
+class RecordsPrecision(keras.callbacks.Callback):
+    """Record, at the start of every ``fit``, the model's policy and optimizer type."""
+
+    def __init__(self):
+        super().__init__()
+        self.seen = []
+
+    def on_train_begin(self, logs=None):
+        self.seen.append((self.model.name, self.model.dtype_policy.name, type(self.model.optimizer).__name__))
+
+
+@pytest.mark.parametrize("mixed", [True, False])
+def test_on_a_gpu_the_engine_uses_mixed_precision_only_for_trials_that_ask(mixed, tmp_path, monkeypatch):
+    install_stand_in(monkeypatch)
+    monkeypatch.setattr(trials, "_on_gpu", lambda: True)  # as if TensorFlow saw a GPU
+    profile = wh.profiles.load(
+        "smoke",
+        data_dir=tmp_path / "data",
+        synthetic_train_per_class=2,
+        synthetic_val_per_class=5,
+        synthetic_shortest_side_px=40,
+        image_size_px=32,
+        batch_size=4,
+        epochs=1,
+        max_images_per_class=None,
+    )
+    trial = trials.variant(
+        trials.get("trial2"), "tiny", fine_tune="corrected", fine_tune_optimizer="adam", mixed_precision=mixed
+    )
+    recorder = RecordsPrecision()
+    result = trials.run_trial(trial, profile, results=tmp_path / "results", callbacks=[recorder])
+    policy, optimizer = ("mixed_float16", "LossScaleOptimizer") if mixed else ("float32", "Adam")
+    # The head on cached features, then the whole model.
+    assert recorder.seen == [("tiny_head", policy, optimizer), ("tiny", policy, optimizer)]
+    assert result.hardware["gpu"] and result.hardware["mixed_precision"] == mixed
     assert keras.config.dtype_policy().name == "float32"
+    assert np.isfinite(result.test["own"]["loss"])
+    loaded = trials.load_model(result)  # float32 for analysis, whatever the trial trained in
+    assert loaded.dtype_policy.name == "float32"
 
 
 def test_bad_choices_raise_value_errors_naming_the_valid_ones():

@@ -1,5 +1,7 @@
 """wh.splits: file-level splits that cannot overlap, reproducible and saved as manifests."""
 
+import dataclasses
+import shutil
 from collections import Counter
 
 import pytest
@@ -17,7 +19,7 @@ def all_parts(split):
     return [p for part in PARTS for p in split.parts[part]]
 
 
-@pytest.fixture(scope="module", params=["official", "pooled", "leakage_free"])
+@pytest.fixture(scope="module", params=wh.splits.SPLIT_NAMES)
 def built(request, small_dataset):
     return getattr(wh.splits, request.param)(small_dataset)
 
@@ -77,6 +79,110 @@ def test_pooled_really_pools_and_depends_on_the_seed(small_dataset):
     held = split.parts["validation"] + split.parts["test"]
     assert any(p.startswith("train/") for p in held) and any(p.startswith("val/") for p in held)
     assert wh.splits.pooled(small_dataset, seed=124).parts != split.parts
+
+
+# --- the pooled splits against Keras itself ----------------------------------------------------
+
+
+def pool_like_the_original(root, folder, keep=lambda path: True):
+    """Copy every file of ``root`` that ``keep`` accepts into ``folder/<wnid>/<file name>``, as
+    the original trial 4 built ``./Data/imagewoof_all/``; return {Keras' path: our relative path}."""
+    back = {}
+    for path in every_file(root):
+        if keep(path):
+            target = folder / path.split("/")[1] / path.split("/")[2]
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(root / path, target)
+            back[str(target)] = path
+    return back
+
+
+def keras_division(folder, back):
+    """The (training, validation) files, as our relative paths in Keras' order, that the
+    original's call of image_dataset_from_directory picks from ``folder``."""
+    import keras
+
+    training, validation = keras.utils.image_dataset_from_directory(
+        folder, validation_split=0.2, subset="both", seed=123, image_size=(32, 32), batch_size=8, verbose=False
+    )
+    assert training.class_names == list(wh.labels.WNIDS)  # sorted wnids, as the original printed
+    return [back[p] for p in training.file_paths], [back[p] for p in validation.file_paths]
+
+
+@pytest.mark.parametrize("dataset", ["small_dataset", "v2_dataset"])
+def test_pooled_picks_the_files_keras_picked_for_the_original(dataset, request, tmp_path, tf):
+    root = request.getfixturevalue(dataset)
+    back = pool_like_the_original(root, tmp_path / "imagewoof_all")
+    keras_train, keras_held = keras_division(tmp_path / "imagewoof_all", back)
+    split = wh.splits.pooled(root)
+    assert list(split.parts["train"]) == keras_train  # same files, same order
+    # The test part is the first fifth of Keras' validation files, the validation part the rest.
+    assert list(split.parts["test"] + split.parts["validation"]) == keras_held
+    assert len(split.parts["test"]) == int(0.2 * len(keras_held))
+
+
+@pytest.mark.parametrize("dataset", ["small_dataset", "v2_dataset"])
+def test_pooled_leakage_free_divides_the_rest_as_keras_would(dataset, request, tmp_path, tf):
+    root = request.getfixturevalue(dataset)
+    seen_by_imagenet = lambda path: not wh.data.is_imagenet_val(path)  # noqa: E731
+    back = pool_like_the_original(root, tmp_path / "imagewoof_all", keep=seen_by_imagenet)
+    keras_train, keras_validation = keras_division(tmp_path / "imagewoof_all", back)
+    split = wh.splits.pooled_leakage_free(root)
+    assert list(split.parts["train"]) == keras_train
+    assert list(split.parts["validation"]) == keras_validation
+    ilsvrc = [p for p in every_file(root) if wh.data.is_imagenet_val(p)]
+    assert sorted(split.parts["test"]) == ilsvrc
+    assert wh.splits.leakage_free_test(split) == tuple(split.parts["test"])  # its own test is the honest one
+
+
+def test_pooled_folder_order_is_class_by_class_then_by_file_name():
+    paths = [
+        "train/n02087394/n02087394_2.JPEG",
+        "train/n02086240/n02086240_15154.JPEG",
+        "val/n02086240/ILSVRC2012_val_00000293.JPEG",
+        "train/n02086240/n02086240_1357.JPEG",
+    ]
+    assert wh.splits.pooled_folder_order(paths) == [
+        "val/n02086240/ILSVRC2012_val_00000293.JPEG",  # "I" sorts before "n", as in os.walk + sorted
+        "train/n02086240/n02086240_1357.JPEG",  # names sort as strings, not as numbers
+        "train/n02086240/n02086240_15154.JPEG",
+        "train/n02087394/n02087394_2.JPEG",
+    ]
+
+
+def test_pooling_two_files_of_one_class_with_the_same_name_is_refused(small_dataset, copy_dataset):
+    root = copy_dataset(small_dataset)
+    first = sorted((root / "train" / "n02086240").iterdir())[0]
+    shutil.copyfile(first, root / "val" / "n02086240" / first.name)
+    with pytest.raises(ValueError, match=first.name):
+        wh.splits.pooled(root)
+
+
+def test_split_sizes_on_imagewoof_v1_counts(monkeypatch, tmp_path):
+    """Names shaped like v1's (12,454 train, 500 val, 50 per class): the sizes the chapters quote."""
+    train = [f"train/{w}/{w}_{i}.JPEG" for i in range(1246) for w in wh.labels.WNIDS][:12_454]
+    val = [f"val/{w}/ILSVRC2012_val_{1000 * k + i:08d}.JPEG" for k, w in enumerate(wh.labels.WNIDS) for i in range(50)]
+    monkeypatch.setattr(wh.splits, "_files", lambda root, folder: {"train": train, "val": val}[folder])
+    assert wh.splits.pooled(tmp_path).sizes() == {"train": 10_364, "validation": 2_072, "test": 518}
+    assert wh.splits.pooled_leakage_free(tmp_path).sizes() == {"train": 9_964, "validation": 2_490, "test": 500}
+    assert wh.splits.official(tmp_path).sizes() == {"train": 12_454, "validation": 400, "test": 100}
+
+
+@pytest.mark.parametrize("fraction", [0, 1])
+def test_pooled_refuses_a_fraction_outside_0_to_1(small_dataset, fraction):
+    with pytest.raises(ValueError, match="validation_fraction"):
+        wh.splits.pooled(small_dataset, validation_fraction=fraction)
+    with pytest.raises(ValueError, match="test_fraction"):
+        wh.splits.pooled(small_dataset, test_fraction=fraction)
+
+
+def test_the_honest_trials_differ_from_the_faithful_ones_only_in_their_split():
+    trials = pytest.importorskip("woofhelpers.trials")
+    for name in ("trial4", "trial5"):
+        faithful, honest = trials.get(name), trials.get(f"{name}_honest")
+        assert faithful.split == "pooled" and honest.split == "pooled_leakage_free"
+        same = dataclasses.replace(honest, name=name, split="pooled", description=faithful.description)
+        assert same == faithful
 
 
 def test_leakage_free_test_is_exactly_the_imagenet_validation_files(v2_dataset):

@@ -133,7 +133,8 @@ def test_pack_produces_an_archive_laid_out_like_imagewoof_320(small_dataset, sma
     with tarfile.open(small_archive) as tar:
         names = tar.getnames()
     assert names, "empty archive"
-    assert all(n.startswith(("imagewoof-320/train", "imagewoof-320/val")) for n in names)
+    assert names[0] == "imagewoof-320"  # the top folder's own entry first, as `tar czf imagewoof-320.tgz imagewoof-320`
+    assert all(n.startswith(("imagewoof-320/train", "imagewoof-320/val")) for n in names[1:])
     images = {n for n in names if n.endswith(".JPEG")}
     expected = {f"imagewoof-320/{p.relative_to(small_dataset).as_posix()}" for p in small_dataset.rglob("*.JPEG")}
     assert images == expected
@@ -278,3 +279,21 @@ def test_a_dataset_another_process_finishes_first_is_kept_and_ours_discarded(tmp
     assert len(calls) == 2  # both built; ours found theirs in place when it renamed
     assert wh.synthetic.expected_counts(root) == {"train": 20, "val": 10}
     assert [p.name for p in tmp_path.iterdir()] == ["imagewoof"]  # no half-built folder left
+
+
+@pytest.mark.parametrize("version", ["imagewoof-320", "imagewoof2-320"])
+def test_a_replica_has_the_real_archives_shape_class_by_class(tmp_path, version):
+    """The rehearsal's data: every class of every split holds as many images, and as many
+    ImageNet validation images, as the real archive, under real-style names."""
+    spec = wh.data.VERSIONS[version]
+    root = wh.synthetic.replica(tmp_path / version, version, shortest_side_px=16)
+    found = wh.data.verify(root, spec.counts)
+    for split, by_class in spec.class_counts.items():
+        for wnid, (total, imagenet_val) in by_class.items():
+            files = list((root / split / wnid).iterdir())
+            assert found[split][wnid] == total == len(files)
+            assert sum(wh.data.is_imagenet_val(p) for p in files) == imagenet_val
+            assert all(p.name.startswith((f"{wnid}_", "ILSVRC2012_val_")) for p in files)
+    assert (root / "noisy_imagewoof.csv").is_file() == (version == "imagewoof2-320")
+    with pytest.raises(FileExistsError):
+        wh.synthetic.replica(root, version)

@@ -3,7 +3,7 @@
 Chapters import it once, as ``import woofhelpers as wh``, and call everything
 through it: ``wh.labels``, ``wh.profiles``, ``wh.data``, ``wh.synthetic``,
 ``wh.splits``, ``wh.pipeline``, ``wh.plots``, ``wh.evaluate``, ``wh.baseline``,
-``wh.gradcam``, ``wh.ablations``, ``wh.resnet``, ``wh.model``, ``wh.trials``.
+``wh.gradcam``, ``wh.ablations``, ``wh.resnet``, ``wh.runtime``, ``wh.model``, ``wh.trials``.
 Importing it also imports TensorFlow, when installed, without TensorFlow's C++ start-up
 notices (see ``woofhelpers._quiet``).
 """
@@ -33,6 +33,7 @@ from woofhelpers import (  # noqa: E402
     plots,
     profiles,
     resnet,
+    runtime,
     splits,
     synthetic,
 )
@@ -54,6 +55,7 @@ __all__ = [
     "plots",
     "profiles",
     "resnet",
+    "runtime",
     "setup",
     "splits",
     "synthetic",

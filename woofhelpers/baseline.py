@@ -5,9 +5,10 @@ ImageNet-1k already has the ten Imagewoof breeds among its 1000 classes
 ten-breed classifier before we train anything. Its accuracy is the number every
 trained model has to beat.
 
-In the full profile the network has its ImageNet weights. In the smoke profile
-(``weights=None``) the very same code runs on an untrained network, whose accuracy
-is chance and means nothing: :func:`describe` says which.
+In the full profile the network has its ImageNet weights (downloaded by Keras, or
+Keras' file named by ``WOOF_WEIGHTS``). In the smoke profile (``weights=None``), or
+with stand-in weights, the very same code runs on a network that knows no dogs, whose
+accuracy means nothing: :func:`describe` says which.
 
 Taught in the chapter *Results* (``chapters/results``).
 """
@@ -73,7 +74,7 @@ def image_size_px(profile: profiles.Profile | None = None) -> int:
     """224 px with ImageNet weights (what the classifier was trained on); the profile's
     small size otherwise (an untrained network accepts any size from 32 px)."""
     profile = profile or profiles.current()
-    if profile.weights == "imagenet":
+    if profile.imagenet_weights:
         return IMAGENET_SIZE_PX
     return profile.image_size_px or IMAGENET_SIZE_PX
 
@@ -89,7 +90,8 @@ def model(
     ten breeds: input float32 (batch, size, size, 3) with values 0-255, output ten
     probabilities in the order of ``wh.labels.CLASS_NAMES``.
 
-    Weights come from the profile: ImageNet in the full profile, none in the smoke one.
+    Weights come from the profile: ImageNet in the full profile (or Keras' file with the
+    classifier, beside the file ``WOOF_WEIGHTS`` names), none in the smoke one.
     The ablations switch off ``preprocess`` (feed raw 0-255 pixels, as the original
     exercise did) or pass other ImageNet ``indices`` (the original's swapped terriers).
     """
@@ -103,7 +105,10 @@ def model(
     inputs = keras.Input((size_px, size_px, 3), name="image")
     x = keras.applications.resnet50.preprocess_input(inputs) if preprocess else inputs
     resnet = keras.applications.ResNet50(
-        include_top=True, weights=profile.weights, input_shape=(size_px, size_px, 3), classifier_activation=None
+        include_top=True,
+        weights=profiles.weights_file(profile, include_top=True),
+        input_shape=(size_px, size_px, 3),
+        classifier_activation=None,
     )
     logits = resnet(x)
     outputs = restrict_to_classes(indices)(logits)
@@ -113,10 +118,16 @@ def model(
 def describe(profile: profiles.Profile | None = None) -> str:
     """One sentence saying what the baseline's accuracy means under ``profile``."""
     profile = profile or profiles.current()
-    if profile.weights == "imagenet":
+    if profile.imagenet_weights:
         return (
             "Zero-training baseline: ResNet50 with its ImageNet weights and classifier,"
             f" restricted to the ten breeds, at {image_size_px(profile)} px; nothing was trained."
+        )
+    if profile.pretrained:
+        return (
+            "Zero-training baseline, REHEARSAL: the same code on ResNet50 with STAND-IN weights"
+            f" from {profiles.weights_file(profile, include_top=True)} ({image_size_px(profile)} px),"
+            " not ImageNet's, so its accuracy is not a result."
         )
     return (
         "Zero-training baseline, SMOKE RUN: the same code on an UNTRAINED ResNet50"

@@ -1,9 +1,11 @@
 """Getting Imagewoof onto disk, and checking that what is there is complete.
 
 ``fetch()`` downloads a real archive from fast.ai's bucket (with a progress bar,
-through ``pooch``), extracts it safely, checks its content and only then moves it
-into place. ``dataset_root()`` gives the folder a profile trains on: the real
-archive in the full profile, a generated one in the smoke profile.
+through ``pooch``), or from the mirror the profile names (``WOOF_ARCHIVE_MIRROR``: a base
+URL, or a local folder whose archive is read in place and never deleted), extracts it
+safely, checks its content and only then moves it into place. ``dataset_root()`` gives
+the folder a profile trains on: the real archive in the full profile, a generated one in
+the smoke profile.
 
 Taught in the chapter *The dataset* (``chapters/dataset``).
 """
@@ -17,7 +19,8 @@ import secrets
 import shutil
 import tarfile
 import tempfile
-from dataclasses import dataclass
+import zlib
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING
 
@@ -35,12 +38,39 @@ VERIFIED_MARKER = ".woof-verified.json"
 
 @dataclass(frozen=True)
 class Version:
-    """A published Imagewoof archive: where it lives and what it must contain."""
+    """A published Imagewoof archive: where it lives and what it must contain.
+
+    ``class_counts`` gives, per split and class (wnid), the number of images and how many
+    of them are ImageNet validation images (``ILSVRC2012_val_*``), counted in the real
+    archives; :func:`woofhelpers.synthetic.replica` builds archives of exactly that shape.
+    """
 
     name: str
     url: str
     counts: dict[str, int]  # images per split, as published
     note: str
+    class_counts: dict[str, dict[str, tuple[int, int]]] = field(default_factory=dict)
+
+
+def _per_class(wnids: tuple[str, ...], totals: tuple[int, ...], imagenet_val: tuple[int, ...]) -> dict:
+    return {w: (n, v) for w, n, v in zip(wnids, totals, imagenet_val, strict=True)}
+
+
+# Counted in the real archives (file names by class folder). The wnids in label order:
+# Shih-Tzu, Rhodesian ridgeback, beagle, English foxhound, Border terrier, Australian
+# terrier, golden retriever, Old English sheepdog, Samoyed, dingo.
+_V1_COUNTS = {
+    "train": _per_class(labels.WNIDS, (1300, 1300, 1300, 754, 1300, 1300, 1300, 1300, 1300, 1300), (0,) * 10),
+    "val": _per_class(labels.WNIDS, (50,) * 10, (50,) * 10),
+}
+_V2_COUNTS = {
+    "train": _per_class(
+        labels.WNIDS, (941, 942, 932, 580, 949, 943, 949, 928, 921, 940), (34, 35, 35, 37, 35, 32, 32, 37, 28, 33)
+    ),
+    "val": _per_class(
+        labels.WNIDS, (409, 408, 418, 224, 401, 407, 401, 422, 429, 410), (16, 15, 15, 13, 15, 18, 18, 13, 22, 17)
+    ),
+}
 
 
 VERSIONS: dict[str, Version] = {
@@ -51,12 +81,14 @@ VERSIONS: dict[str, Version] = {
             "https://s3.amazonaws.com/fast-ai-imageclas/imagewoof-320.tgz",
             {"train": 12_454, "val": 500},
             "v1, used by the original exercise; val/ is exactly ImageNet's 500 validation images of the ten breeds",
+            _V1_COUNTS,
         ),
         Version(
             "imagewoof2-320",
             "https://s3.amazonaws.com/fast-ai-imageclas/imagewoof2-320.tgz",
             {"train": 9_025, "val": 3_929},
             "v2, fast.ai's current split; ships noisy_imagewoof.csv; English foxhound is under-represented",
+            _V2_COUNTS,
         ),
     )
 }
@@ -67,7 +99,29 @@ DEFAULT_VERSION = "imagewoof-320"
 
 
 class DownloadError(ConnectionError):
-    """The archive could not be downloaded; the message says what to do instead."""
+    """The archive could not be downloaded, or what arrived is damaged; the message names
+    the archive and its URL and says what to do instead."""
+
+
+def archive_url(version: str = DEFAULT_VERSION, profile: profiles.Profile | None = None) -> str:
+    """Where ``version``'s archive is fetched from under ``profile`` (default: the current
+    one): fast.ai's URL, or ``<archive_mirror>/<version>.tgz`` when the profile names a
+    mirror (a base URL, or a local folder: then the path of the file in it)."""
+    spec = _version(version)
+    profile = profile or profiles.current()
+    mirror = profile.archive_mirror
+    if not mirror:
+        return spec.url
+    file_name = f"{spec.name}.tgz"
+    if mirror.startswith("file://"):
+        mirror = mirror[len("file://") :]
+    if "://" in mirror:
+        return f"{mirror.rstrip('/')}/{file_name}"
+    return str(Path(mirror).expanduser() / file_name)
+
+
+def _is_local(url: str) -> bool:
+    return "://" not in url
 
 
 def _version(name: str) -> Version:
@@ -162,13 +216,23 @@ def _check_member(member: tarfile.TarInfo, archive: Path) -> None:
         raise ValueError(f"refusing to extract {archive.name}: member {member.name!r} is unsafe because {problem}")
 
 
-def _extract(archive: Path, into: Path) -> None:
-    with tarfile.open(archive, "r:*") as tar:
-        members = tar.getmembers()
-        for member in members:
-            _check_member(member, archive)
-        # The "data" filter repeats the checks above inside the standard library.
-        tar.extractall(into, members=members, filter="data")
+def _extract(archive: Path, into: Path, url: str) -> None:
+    try:
+        with tarfile.open(archive, "r:*") as tar:
+            members = tar.getmembers()
+            for member in members:
+                _check_member(member, archive)
+            # The "data" filter repeats the checks above inside the standard library.
+            tar.extractall(into, members=members, filter="data")
+    except (EOFError, tarfile.ReadError, zlib.error, OSError) as exc:
+        # EOFError: "Compressed file ended before the end-of-stream marker was reached".
+        where = "the file" if _is_local(url) else "the server's copy"
+        raise DownloadError(
+            f"{archive.name} (from {url}) is damaged or incomplete: {type(exc).__name__}: {exc}."
+            f" Nothing was kept. Run the same cell again to download it anew; if it fails again,"
+            f" {where} is broken: replace it or point WOOF_ARCHIVE_MIRROR elsewhere (unset it for"
+            " fast.ai's own copy), or set WOOF_PROFILE=smoke to run on generated data."
+        ) from exc
 
 
 def _download(url: str, folder: Path, filename: str, progress: bool) -> Path:
@@ -183,8 +247,8 @@ def _download(url: str, folder: Path, filename: str, progress: bool) -> Path:
         status = exc.response.status_code if exc.response is not None else "?"
         raise DownloadError(
             f"downloading {url} failed with HTTP {status}; nothing was saved in {folder}."
-            " If the archive moved, pass its new address as fetch(url=...);"
-            " to run the course without the real data set WOOF_PROFILE=smoke."
+            " If the archive moved, set WOOF_ARCHIVE_MIRROR to a base URL or folder that holds it"
+            " (or pass fetch(url=...)); to run the course without the real data set WOOF_PROFILE=smoke."
         ) from exc
     except (requests.exceptions.RequestException, OSError) as exc:
         raise DownloadError(
@@ -200,54 +264,83 @@ def fetch(
     data_dir: str | Path | None = None,
     *,
     url: str | None = None,
+    profile: profiles.Profile | None = None,
     progress: bool = True,
 ) -> Path:
     """Download, extract and verify an Imagewoof archive; return its folder.
 
     ``version`` is ``"imagewoof-320"`` (v1, the default: the original exercise's) or
     ``"imagewoof2-320"`` (v2). The folder is ``<data_dir>/<version>``, ``data_dir``
-    defaulting to the profile's. When it already holds a verified copy nothing is
-    downloaded. The archive is extracted into a hidden folder beside the target,
-    checked (ten class folders in ``train/`` and ``val/``, the published image count
-    of each split), and only then renamed into place; the archive is deleted after.
-    Raises :class:`DownloadError` when the download fails and ``ValueError`` when the
-    archive holds unsafe members or the wrong content; either way nothing is kept.
+    defaulting to the profile's (``profile``, default: the current one). The archive
+    comes from ``url``, default :func:`archive_url` (fast.ai's, or the profile's mirror);
+    a local path is read in place and kept. When the folder already holds a verified copy
+    nothing is downloaded. The archive is extracted into a hidden folder beside the
+    target, checked (ten class folders in ``train/`` and ``val/``, the published image
+    count of each split), and only then renamed into place; a downloaded archive is
+    deleted after. A marker file in the folder records the version, the URL actually
+    used and the counts. Raises :class:`DownloadError` when the download fails or the
+    archive is damaged (truncated, not a gzip tar), and ``ValueError`` when it holds
+    unsafe members or the wrong content; either way nothing is kept.
     """
     spec = _version(version)
-    data_dir = Path(data_dir) if data_dir is not None else profiles.current().data_dir
+    profile = profile or profiles.current()
+    data_dir = Path(data_dir) if data_dir is not None else profile.data_dir
+    url = url or archive_url(version, profile)
     target = data_dir / spec.name
     marker = target / VERIFIED_MARKER
     if marker.is_file():
         return target
-    data_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        data_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OSError(
+            f"cannot create the data folder {data_dir} ({exc.strerror}); set WOOF_DATA_DIR to a folder you can write"
+        ) from exc
     if target.exists():
         # Present but not verified: extracted by hand, or a run stopped just before
         # writing the marker. Check it rather than download again.
         counts = verify(target, spec.counts)
-        _write_marker(marker, spec, counts)
+        _write_marker(marker, spec, counts, "already on disk (not downloaded by fetch)")
         return target
     for stale in data_dir.glob(f".{spec.name}-extracting-*"):
         shutil.rmtree(stale, ignore_errors=True)
 
-    archive = _download(url or spec.url, data_dir, f"{spec.name}.tgz", progress)
+    local = _is_local(url)
+    if local:
+        archive = Path(url).expanduser()
+        if not archive.is_file():
+            raise DownloadError(
+                f"no archive {archive}: WOOF_ARCHIVE_MIRROR names a folder that should hold {spec.name}.tgz;"
+                " put the file there, or unset WOOF_ARCHIVE_MIRROR to download it from fast.ai"
+            )
+    else:
+        archive = _download(url, data_dir, f"{spec.name}.tgz", progress)
     staging = Path(tempfile.mkdtemp(dir=data_dir, prefix=f".{spec.name}-extracting-"))
     try:
-        _extract(archive, staging)
+        _extract(archive, staging, url)
         extracted = staging / spec.name
         if not extracted.is_dir():
             inside = sorted(p.name for p in staging.iterdir())
             raise ValueError(f"{archive.name} should hold a folder {spec.name}/, but holds {inside}")
         counts = verify(extracted, spec.counts)
         extracted.rename(target)
-        _write_marker(marker, spec, counts)
+        _write_marker(marker, spec, counts, url)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-        archive.unlink(missing_ok=True)
+        if not local:
+            archive.unlink(missing_ok=True)
     return target
 
 
-def _write_marker(marker: Path, spec: Version, counts: dict[str, dict[str, int]]) -> None:
-    write_text_atomically(marker, json.dumps({"version": spec.name, "url": spec.url, "counts": counts}, indent=1))
+def source_of(root: str | Path) -> str | None:
+    """The URL (or local path) a fetched dataset at ``root`` came from, as its marker
+    recorded it; ``None`` for a folder ``fetch`` did not verify (a generated one)."""
+    marker = Path(root) / VERIFIED_MARKER
+    return json.loads(marker.read_text()).get("url") if marker.is_file() else None
+
+
+def _write_marker(marker: Path, spec: Version, counts: dict[str, dict[str, int]], url: str) -> None:
+    write_text_atomically(marker, json.dumps({"version": spec.name, "url": url, "counts": counts}, indent=1))
 
 
 @contextlib.contextmanager
@@ -285,8 +378,8 @@ def dataset_root(profile: profiles.Profile | None = None) -> Path:
     from woofhelpers import synthetic
 
     profile = profile or profiles.current()
-    if profile.dataset != "synthetic":
-        return fetch(profile.dataset, profile.data_dir)
+    if profile.real_data:
+        return fetch(profile.dataset, profile.data_dir, profile=profile)
     name = (
         f"synthetic-{profile.synthetic_train_per_class}x{profile.synthetic_val_per_class}"
         f"-{profile.synthetic_shortest_side_px}px-seed{profile.seed}"

@@ -7,6 +7,16 @@ respect to it, sums, and keeps the positive part:
 .. math:: \\alpha_k = \\frac{1}{HW}\\sum_{i,j} \\frac{\\partial y^c}{\\partial A^k_{ij}}, \\qquad
           L^c = \\mathrm{ReLU}\\Big(\\sum_k \\alpha_k A^k\\Big)
 
+The score :math:`y^c` is the class score *before* the output activation: the logit that
+goes into the softmax, as in Selvaraju et al. Through the softmax the gradient of class
+:math:`c` is :math:`p_c(\\nabla z_c - \\sum_j p_j \\nabla z_j)`: the map becomes a contrast
+with the other classes, and it vanishes where the softmax saturates (once a confident
+prediction's probabilities round to 1 and 0 in float32, the map of its own class is all
+zeros). For the ReLU output of the original exercise the score is likewise the value
+before the ReLU, since after it a negative score has zero gradient everywhere. The model's output layer
+can be a layer with an ``activation`` (``Dense``, as in ``wh.model``), a ``Softmax``
+layer, or ``wh.baseline``'s layer that keeps ten of ResNet50's 1000 logits.
+
 The map is then divided by its maximum, so it lies in [0, 1]. The original exercise
 divided by (max - min), which is a division by zero on a flat map; here a map with
 no positive value (a zero gradient, say) stays all zeros, never NaN.
@@ -94,15 +104,87 @@ class _Capture:
         return False
 
 
+# wh.baseline's output layer (registered under this name): a softmax over ten of the
+# 1000 logits of ResNet50's own classifier. Named, not imported: gradcam sits above baseline.
+_RESTRICT_NAME = "woofhelpers>RestrictToClasses"
+
+
+def _output_layer(model):
+    """The layer that computes the model's output, looked up inside nested models."""
+    layer = model.layers[-1]  # a one-output functional or Sequential model ends in it
+    return _output_layer(layer) if _is_model(layer) else layer
+
+
+class _Logits:
+    """While active, keep the class scores before the output activation (the logits).
+
+    - a layer with an ``activation`` (``Dense``): the activation is wrapped, so the scores
+      are its input, whatever the activation (softmax, ReLU or none);
+    - a ``Softmax`` layer: its input;
+    - ``wh.baseline``'s restricting layer: its kept columns of the 1000 ImageNet logits.
+
+    The model computes exactly what it always does; only its scores are kept on the way.
+    Any other output layer is refused with a ``ValueError``.
+    """
+
+    def __init__(self, model):
+        import keras
+
+        self.layer = _output_layer(model)
+        self.logits = None
+        if keras.saving.get_registered_name(type(self.layer)) == _RESTRICT_NAME:
+            indices = list(self.layer.indices)
+            self._kind, self._keep = "call", lambda inputs: keras.ops.take(inputs, indices, axis=-1)
+        elif isinstance(self.layer, keras.layers.Softmax):
+            self._kind, self._keep = "call", lambda inputs: inputs
+        elif callable(getattr(self.layer, "activation", None)):
+            self._kind = "activation"
+        else:
+            raise ValueError(
+                f"Grad-CAM differentiates the class scores before the output activation, and cannot find"
+                f" them in the output layer {self.layer.name!r} ({type(self.layer).__name__}) of model"
+                f" {model.name!r}; end the model in a layer with an activation (such as Dense) or a Softmax layer"
+            )
+
+    def __enter__(self):
+        self._original = getattr(self.layer, self._kind)
+        if self._kind == "activation":
+
+            def activation(scores):
+                self.logits = scores
+                return self._original(scores)
+
+            self.layer.activation = activation
+        else:
+
+            def call(inputs, *args, **kwargs):
+                self.logits = self._keep(inputs)
+                return self._original(inputs, *args, **kwargs)
+
+            self.layer.call = call
+        return self
+
+    def __exit__(self, *exc):
+        if self._kind == "activation":
+            self.layer.activation = self._original
+        else:
+            del self.layer.call  # the class's own call shows through again
+        return False
+
+
 def heatmap(
     model: keras.Model, image: npt.ArrayLike, layer_name: str = DEFAULT_LAYER, class_index: int | None = None
 ) -> np.ndarray:
-    """The Grad-CAM map of ``image`` for ``class_index`` (default: the predicted class).
+    """The Grad-CAM map of ``image`` for ``class_index`` (default: the predicted class,
+    the argmax of the model's output).
 
     ``image`` is one image as the model takes it, float32 of shape (height, width, 3)
-    (or a batch of one). Returns float32 of shape (map height, map width) with values
-    in [0, 1]; all zeros when no location speaks for the class. Raises ``ValueError``
-    listing the convolutional layers when ``layer_name`` is not one of them.
+    (or a batch of one). The score differentiated is the class score before the output
+    activation: the logit before a softmax, and the value before a ReLU (after the ReLU
+    a negative score has zero gradient, and its map would be all zeros whatever the
+    image). Returns float32 of shape (map height, map width) with values in [0, 1]; all
+    zeros when no location raises the class's score. Raises ``ValueError`` listing the
+    convolutional layers when ``layer_name`` is not one of them.
     """
     batch = np.asarray(image, dtype=np.float32)
     if batch.ndim == 3:
@@ -123,6 +205,8 @@ def heatmaps(
     image's predicted class). Returns float32 of shape (n, map height, map width).
 
     The model runs in inference mode, so each image's map depends on that image alone.
+    The default classes are the argmax of the model's output; the scores differentiated
+    are those before its output activation (see :func:`heatmap`).
     """
     import tensorflow as tf
 
@@ -135,17 +219,19 @@ def heatmaps(
             f"no convolutional layer named {layer_name!r} in model {model.name!r}; the layers with a"
             f" 4-D feature map are: {', '.join(conv_layers(model)) or 'none'}"
         )
+    logits = _Logits(model)  # refuses an output layer without reachable logits, before any work
     inputs = tf.constant(batch)
-    with tf.GradientTape() as tape, _Capture(path[-1]) as capture:
+    with tf.GradientTape() as tape, _Capture(path[-1]) as capture, logits:
         output = model(inputs, training=False)
         feature_map = capture.output
+        scores = logits.logits  # (n, classes): the class scores before the output activation
         chosen = np.asarray(tf.argmax(output, axis=-1)) if class_indices is None else np.asarray(class_indices)
         if chosen.shape != (batch.shape[0],):
             raise ValueError(f"need one class index per image ({batch.shape[0]}), got {chosen.shape[0]}")
         if ((chosen < 0) | (chosen >= output.shape[-1])).any():
             raise ValueError(f"class_index {chosen.tolist()} out of range: the model has {output.shape[-1]} outputs")
         # The sum of each image's own class score: its gradient for image i is that of score i.
-        score = tf.reduce_sum(tf.gather(output, chosen.astype(np.int32), axis=1, batch_dims=1))
+        score = tf.reduce_sum(tf.gather(scores, chosen.astype(np.int32), axis=1, batch_dims=1))
     gradients = tape.gradient(score, feature_map)
     if gradients is None:  # the score does not depend on this layer at all
         gradients = tf.zeros_like(feature_map)

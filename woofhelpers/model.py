@@ -11,6 +11,11 @@ layers, ``conv5_block3_out`` included, stays reachable for Grad-CAM. The base st
 - Preprocessing: ``"none"`` feeds raw 0-255 pixels, as the original did; ``"resnet50"``
   applies ``keras.applications.resnet50.preprocess_input`` inside the model (layer
   :class:`ResNet50Preprocess`), so a saved model is self-contained.
+- Mixed precision (``build(..., mixed_precision=True)``, for trials that ask for it on a GPU):
+  the layers *and the model* are created under the ``mixed_float16`` policy, so the model's
+  ``dtype_policy`` is mixed and :func:`compile_model` gets a ``LossScaleOptimizer``, which
+  scales the loss so float16 gradients do not underflow. The output layer computes in
+  float32. The process-wide policy is restored afterwards.
 
 Taught in the chapters *Trial 1* (heads, output activation) and *Trial 2* (fine-tuning).
 """
@@ -80,11 +85,21 @@ def _dtype_policy(name: str):
         keras.config.set_dtype_policy(previous)
 
 
+def same_policy(model: keras.Model) -> contextlib.AbstractContextManager[None]:
+    """A context in which new layers and models take ``model``'s dtype policy; the global
+    policy is restored on leaving it. Create any other ``keras.Model`` over ``model``'s
+    layers in it: a model takes the policy in force when it is created, and ``compile``
+    adds loss scaling only to a model whose own policy is ``mixed_float16``."""
+    return _dtype_policy(model.dtype_policy.name)
+
+
 def build(trial: Trial, weights: str | None = None, *, mixed_precision: bool = False) -> keras.Model:
     """Build the model of ``trial`` (a :class:`woofhelpers.trials.Trial`) with its base frozen.
 
     ``weights`` is passed to ``keras.applications.ResNet50`` (``"imagenet"`` or ``None``).
-    ``mixed_precision`` computes in float16 (for GPUs); the output layer stays float32.
+    ``mixed_precision`` builds the model under the ``mixed_float16`` policy (for GPUs): it
+    computes in float16 with float32 weights, the output layer stays float32, and
+    :func:`compile_model` adds loss scaling. The global policy is left as it was.
     Input: float32 images of shape (batch, size, size, 3), values 0-255.
     """
     size = trial.image_size_px
@@ -99,7 +114,9 @@ def build(trial: Trial, weights: str | None = None, *, mixed_precision: bool = F
         x = base_model(x)
         for layer in head_layers(trial.head, trial.output_activation, trial.dropout):
             x = layer(x)
-    return keras.Model(inputs, x, name=trial.name.replace(" ", "_"))
+        # Inside the scope: the model takes the policy in force when it is created, and only a
+        # ``mixed_float16`` model gets a LossScaleOptimizer from ``compile``.
+        return keras.Model(inputs, x, name=trial.name.replace(" ", "_"))
 
 
 def base_of(model: keras.Model) -> keras.Model:
@@ -110,14 +127,17 @@ def base_of(model: keras.Model) -> keras.Model:
 def head_model(model: keras.Model) -> keras.Model:
     """A model from the base's output features to the predictions that shares its head
     layers (and so their weights) with ``model``: training it trains ``model``'s head.
-    Used to fit the head on features computed once (see ``woofhelpers.trials``)."""
+    Used to fit the head on features computed once (see ``woofhelpers.trials``). It has
+    ``model``'s dtype policy, so a mixed-precision model's head is compiled with loss
+    scaling too."""
     base = base_of(model)
     names = [layer.name for layer in model.layers[model.layers.index(base) + 1 :]]
-    features = keras.Input(base.output.shape[1:], dtype=base.output.dtype, name="features")
-    x = features
-    for name in names:
-        x = model.get_layer(name)(x)
-    return keras.Model(features, x, name=f"{model.name}_head")
+    with same_policy(model):
+        features = keras.Input(base.output.shape[1:], dtype=base.output.dtype, name="features")
+        x = features
+        for name in names:
+            x = model.get_layer(name)(x)
+        return keras.Model(features, x, name=f"{model.name}_head")
 
 
 def unfreeze(model: keras.Model, scheme: str) -> None:
@@ -169,7 +189,8 @@ def optimizer(name: str, learning_rate: float) -> keras.optimizers.Optimizer:
 def compile_model(model: keras.Model, optimizer_name: str, learning_rate: float, *, jit_compile: bool = False) -> None:
     """Compile for training as every trial does: sparse categorical cross-entropy on the
     output probabilities, accuracy, and the optimizer's variables created at once (so a
-    checkpoint can be loaded into it)."""
+    checkpoint can be loaded into it). A ``mixed_float16`` model's optimizer comes back
+    wrapped in ``keras.optimizers.LossScaleOptimizer`` (Keras does that in ``compile``)."""
     model.compile(
         optimizer=optimizer(optimizer_name, learning_rate),
         loss="sparse_categorical_crossentropy",

@@ -105,47 +105,58 @@ def accuracy_bars(
     low: str = "95% CI low",
     high: str = "95% CI high",
     group: str = "test set",
+    count: str = "images",
     title: str = "Test accuracy with 95% bootstrap intervals",
-    reference: str | None = "original reported %",
 ) -> Figure:
-    """Grouped bars with error bars from a long table (pandas) with one row per (trial, test
-    set): columns ``trial``, ``group``, ``value``, ``low``, ``high``. Rows with no value
-    are left out. When the table has a ``reference`` column (the accuracy the original
-    exercise reported), it is drawn as a black marker over each trial. Taught in *Results*
+    """Bars with error bars from a long table (pandas) with one row per (trial, test set),
+    such as :func:`woofhelpers.evaluate.trial_table`: columns ``trial``, ``group``,
+    ``value``, ``low``, ``high`` and ``count``. Each trial's bars stand side by side, one
+    colour per test set; the error bar is the interval and ``n=`` under each bar is the
+    number of images behind it. Rows with no value are left out. Taught in *Results*
     (``chapters/results``)."""
-    references = None
-    if reference and reference in table:
-        references = table.drop_duplicates("trial").set_index("trial")[reference].dropna()
+    missing = [c for c in ("trial", group, value, low, high, count) if c not in table]
+    if missing:
+        raise ValueError(f"the table has no column {missing}; make it with wh.evaluate.trial_table")
     table = table.dropna(subset=[value])
     trials = list(dict.fromkeys(table["trial"]))
     groups = list(dict.fromkeys(table[group]))
-    width = 0.8 / max(1, len(groups))
-    x = np.arange(len(trials))
-    fig, ax = plt.subplots(figsize=(max(6, 1.3 * len(trials) + 2), 4))
-    for i, name in enumerate(groups):
-        rows = table[table[group] == name]
-        positions = np.array([trials.index(t) for t in rows["trial"]])
-        values = rows[value].to_numpy(dtype=float)
-        errors = np.vstack([values - rows[low].to_numpy(dtype=float), rows[high].to_numpy(dtype=float) - values])
-        errors = np.nan_to_num(errors, nan=0.0)
-        ax.bar(positions + (i - (len(groups) - 1) / 2) * width, values, width, yerr=errors, capsize=3, label=name)
-    if references is not None and len(references):
-        known = [t for t in references.index if t in trials]
-        ax.scatter(
-            [trials.index(t) for t in known],
-            references[known],
-            marker="_",
-            s=900,
-            linewidths=2.5,
-            color="black",
-            zorder=3,
-            label=reference.replace(" %", ""),
-        )
-    ax.set_xticks(x, trials)
+    colours = {name: f"C{i}" for i, name in enumerate(groups)}
+    width = 0.8 / max([1, *table.groupby("trial", sort=False).size()])
+    fig, ax = plt.subplots(figsize=(max(6, 1.4 * len(trials) + 2), 4.5))
+    labelled = set()
+    for position, trial in enumerate(trials):
+        rows = table[table["trial"] == trial]
+        for i, (_, row) in enumerate(rows.iterrows()):
+            x = position + (i - (len(rows) - 1) / 2) * width
+            height = float(row[value])
+            errors = [[height - float(row[low])], [float(row[high]) - height]]
+            name = row[group]
+            ax.bar(
+                x,
+                height,
+                width,
+                yerr=np.nan_to_num(errors, nan=0.0),
+                capsize=3,
+                color=colours[name],
+                label=None if name in labelled else name,
+            )
+            labelled.add(name)
+            ax.text(
+                x,
+                1,
+                f"n={int(row[count])}",
+                rotation=90,
+                ha="center",
+                va="bottom",
+                fontsize=7,
+                bbox={"facecolor": "white", "alpha": 0.7, "edgecolor": "none", "pad": 1},
+            )
+    ax.set_xticks(np.arange(len(trials)), trials, rotation=20, ha="right")
     ax.set_ylim(0, 100)
     ax.set_ylabel("accuracy (%)")
     ax.set_title(title)
-    ax.legend(fontsize=8, loc="upper left")
+    # Below the axes, where it hides no bar.
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=min(4, max(1, len(groups))))
     fig.tight_layout()
     return fig
 

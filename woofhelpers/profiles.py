@@ -10,12 +10,27 @@ Any field can be overridden, either with keywords (``wh.profiles.use("full",
 epochs=3)``) or with environment variables named after the field
 (``WOOF_EPOCHS=3``, ``WOOF_DATA_DIR=/content/data``).
 
+Three facts are kept apart, because each can be real or not on its own:
+
+- **data**: generated (``dataset="synthetic"``) or a real Imagewoof archive
+  (:attr:`Profile.real_data`), downloaded from fast.ai or from a mirror you name
+  (``WOOF_ARCHIVE_MIRROR``: a base URL or a local folder holding the ``.tgz`` files);
+- **weights**: none (random init), ``"imagenet"`` (Keras downloads them), or a weights
+  file you name (``WOOF_WEIGHTS=/path/resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5``);
+  :attr:`Profile.imagenet_weights` says whether they are ImageNet's own;
+- **size**: image size, batch size, epochs, images per class.
+
+Only real data *and* ImageNet's weights give real results (:attr:`Profile.real_results`).
+
 Taught in the introduction (``intro.md``) and used by every chapter.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import difflib
+import functools
+import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,7 +58,7 @@ class Profile:
 
     name: str
     dataset: str  # "synthetic", or a version of wh.data.VERSIONS
-    weights: str | None  # None (random init) or "imagenet"
+    weights: str | None  # None (random init), "imagenet", or the path of a weights file
     image_size_px: int | None
     batch_size: int | None
     epochs: int | None  # per training phase
@@ -56,11 +71,45 @@ class Profile:
     # Trials only: keep at most this many files of each class in each part of a split
     # (None: all). The smoke profile uses a few, so a trial chapter runs in seconds.
     max_images_per_class: int | None = None
+    # Where the real archives are downloaded from: None for fast.ai's bucket, else a base
+    # URL (http, https, ftp) or a local folder holding imagewoof-320.tgz / imagewoof2-320.tgz.
+    archive_mirror: str | None = None
+    # Train a full-size run without a GPU anyway (it takes hours; see wh.trials.run_trial).
+    allow_cpu: bool = False
+
+    @property
+    def real_data(self) -> bool:
+        """Whether the data are a real Imagewoof archive (photographs), not generated."""
+        return self.dataset != "synthetic"
+
+    @property
+    def pretrained(self) -> bool:
+        """Whether the ResNet50 starts from weights (ImageNet's or a file), not random."""
+        return self.weights is not None
+
+    @property
+    def imagenet_weights(self) -> bool:
+        """Whether the ResNet50 starts from ImageNet's weights: ``"imagenet"``, or a file that
+        is Keras' published ImageNet file (checked by its MD5, as Keras checks a download)."""
+        if self.weights is None:
+            return False
+        if self.weights == "imagenet":
+            return True
+        return _md5(weights_file(self, include_top=False)) == KERAS_RESNET50_MD5[False]
 
     @property
     def real_results(self) -> bool:
-        """Whether numbers produced under this profile mean anything about dogs."""
-        return self.dataset != "synthetic" and self.weights == "imagenet"
+        """Whether numbers produced under this profile mean anything about dogs: real data
+        and ImageNet's weights. A mirror of the archive is fine; stand-in weights are not."""
+        return self.real_data and self.imagenet_weights
+
+    def data_source(self) -> str:
+        """Where this profile's images come from, in words (with the URL or folder)."""
+        if not self.real_data:
+            return "generated Imagewoof-shaped images, not photographs"
+        from woofhelpers import data  # local import: data imports profiles
+
+        return f"the real Imagewoof archive {self.dataset!r} from {data.archive_url(self.dataset, self)}"
 
     def describe(self) -> str:
         """A few lines, each under 80 characters (the width of the book's code column), that
@@ -72,14 +121,23 @@ class Profile:
                 f" shortest side {self.synthetic_shortest_side_px} px",
             ]
         else:
-            data = [f"the real Imagewoof archive {self.dataset!r}"]
-        weights = "ImageNet weights" if self.weights == "imagenet" else "random init (weights=None)"
+            from woofhelpers import data as data_lib  # local import: data imports profiles
+
+            data = [f"the real Imagewoof archive {self.dataset!r}, from", data_lib.archive_url(self.dataset, self)]
+        if self.weights is None:
+            weights = ["ResNet50, random init (weights=None)"]
+        elif self.weights == "imagenet":
+            weights = ["ResNet50, ImageNet weights (weights='imagenet')"]
+        else:
+            kind = "ImageNet's own (MD5 checked)" if self.imagenet_weights else "NOT ImageNet's: stand-in weights"
+            weights = ["ResNet50, weights from the file", str(self.weights), kind]
 
         lines = [
             f"Profile: {self.name}",
             f"  data:   {data[0]}",
             *(f"          {more}" for more in data[1:]),
-            f"  model:  ResNet50, {weights}",
+            f"  model:  {weights[0]}",
+            *(f"          {more}" for more in weights[1:]),
         ]
         sizes = (self.image_size_px, self.batch_size, self.epochs)
         if sizes == (None, None, None):
@@ -90,12 +148,65 @@ class Profile:
             lines.append(f"  size:   image {image}, batch {batch}, epochs {epochs}")
         if self.real_results:
             lines.append("  These are real results on Imagewoof.")
+        elif self.real_data:
+            lines += [
+                "  REHEARSAL: real-format data, but no ImageNet weights: the numbers",
+                "  on this page test the code; they are NOT real results.",
+            ]
         else:
             lines += [
                 "  SMOKE RUN: the numbers and pictures on this page test the code;",
                 "  they are NOT real results.",
             ]
         return "\n".join(lines)
+
+
+# Keras' published ResNet50 ImageNet weight files and their MD5s (keras.applications.resnet's
+# WEIGHTS_HASHES): with the classifier (include_top=True) and without it.
+KERAS_RESNET50_FILES = {
+    True: "resnet50_weights_tf_dim_ordering_tf_kernels.h5",
+    False: "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5",
+}
+KERAS_RESNET50_MD5 = {True: "2cb95161c43110f7111970584f804107", False: "4d473c1dd8becc155b73f8504c6f6626"}
+
+
+@functools.lru_cache(maxsize=8)
+def _md5_cached(path: str, size: int, mtime_ns: int) -> str:
+    digest = hashlib.md5()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _md5(path: Path) -> str:
+    stat = path.stat()
+    return _md5_cached(str(path), stat.st_size, stat.st_mtime_ns)
+
+
+def weights_file(profile: Profile, include_top: bool = False) -> str | Path | None:
+    """What to pass as ``keras.applications.ResNet50(weights=...)`` under ``profile``.
+
+    ``None`` and ``"imagenet"`` pass through. A path names the file for the base without
+    its classifier (``include_top=False``, what the trials build); the zero-training
+    baseline (``include_top=True``) takes Keras' file with the classifier,
+    ``resnet50_weights_tf_dim_ordering_tf_kernels.h5``, from the same folder. A path may
+    also be a folder holding Keras' files under their published names. Raises
+    ``FileNotFoundError`` naming the missing file and the fix.
+    """
+    if profile.weights in (None, "imagenet"):
+        return profile.weights
+    given = Path(profile.weights).expanduser()
+    folder = given if given.is_dir() else given.parent
+    path = given if (given.is_file() and not include_top) else folder / KERAS_RESNET50_FILES[include_top]
+    if not path.is_file():
+        what = "with its ImageNet classifier (for the zero-training baseline)" if include_top else "without top"
+        raise FileNotFoundError(
+            f"no ResNet50 weights file {path} (the network {what}); WOOF_WEIGHTS={profile.weights!r} names"
+            f" a file or a folder holding Keras' {KERAS_RESNET50_FILES[include_top]}. Put the file there,"
+            " or set WOOF_WEIGHTS=imagenet to let Keras download it."
+        )
+    return path
 
 
 def _builtin(name: str) -> Profile:
@@ -133,8 +244,16 @@ def _parse(field: dataclasses.Field, text: str, source: str):
     """Turn an environment variable's text into the field's type."""
     if field.name == "data_dir":
         return Path(text).expanduser()
-    if field.name == "weights":
-        return None if text.lower() in ("", "none") else text
+    if field.name in ("weights", "archive_mirror", "max_images_per_class") and text.lower() in ("", "none"):
+        return None
+    if field.name in ("weights", "archive_mirror"):
+        return text
+    if field.type == "bool":
+        if text.lower() in ("1", "true", "yes", "on"):
+            return True
+        if text.lower() in ("0", "false", "no", "off", ""):
+            return False
+        raise ValueError(f"{source}={text!r}: use 1 or 0 (true or false)")
     if field.type in ("int", "int | None"):
         if text.lower() in ("", "none") and "None" in field.type:
             return None
@@ -152,7 +271,17 @@ def _validate(profile: Profile) -> Profile:
     if profile.dataset not in known:
         raise ValueError(f"dataset {profile.dataset!r} is unknown; choose one of {known}")
     if profile.weights not in (None, "imagenet"):
-        raise ValueError(f"weights {profile.weights!r}: use None or 'imagenet'")
+        # A path: a weights file (or a folder of Keras' files) that must exist now, not
+        # minutes later when the first model is built.
+        path = Path(profile.weights).expanduser()
+        if not path.exists():
+            raise ValueError(
+                f"weights {profile.weights!r}: no such file or folder. Use None (random init),"
+                " 'imagenet' (Keras downloads ImageNet's weights) or the path of a ResNet50 weights"
+                f" file such as {KERAS_RESNET50_FILES[False]}"
+            )
+        if path.is_file() and path.suffix not in (".h5", ".keras") and not path.name.endswith(".weights.h5"):
+            raise ValueError(f"weights file {path}: Keras reads .h5 weight files; got {path.suffix!r}")
     if profile.image_size_px is not None and profile.image_size_px < 32:
         raise ValueError(f"image_size_px={profile.image_size_px}: ResNet50 needs at least 32")
     for name in ("batch_size", "epochs", "synthetic_train_per_class"):
@@ -173,6 +302,7 @@ def load(name: str | None = None, **overrides: Any) -> Profile:
         raise ValueError(f"unknown profile {name!r} (from {ENV_VAR} or the argument); choose one of {PROFILE_NAMES}")
     profile = _builtin(name)
     by_name = {f.name: f for f in dataclasses.fields(Profile)}
+    _refuse_unknown_variables()
     changes = {}
     for field_name, field in by_name.items():
         env = f"WOOF_{field_name.upper()}"
@@ -185,6 +315,30 @@ def load(name: str | None = None, **overrides: Any) -> Profile:
     if "data_dir" in changes:
         changes["data_dir"] = Path(changes["data_dir"]).expanduser()
     return _validate(dataclasses.replace(profile, **changes))
+
+
+# WOOF_ variables that are not profile fields: the profile's name, and settings read elsewhere.
+OTHER_VARIABLES = {
+    ENV_VAR: "the profile: smoke or full",
+    "WOOF_RESULTS_DIR": "where trial results go (wh.trials.results_dir)",
+    "WOOF_INSTALL_SPEC": "what a chapter's Colab setup cell installs (pip requirement)",
+    "WOOF_DRIVE_DIR": "where Google Drive is mounted in Colab (wh.session)",
+    "WOOF_CHROMIUM": "the browser of the book's browser test",
+    "WOOF_REAL_SAMPLE": "a folder of real sample photos for the tests",
+}
+
+
+def _refuse_unknown_variables() -> None:
+    """Refuse a ``WOOF_`` variable that nothing reads (a typo would otherwise be silently
+    ignored and the run would use the default), suggesting the closest name."""
+    known = {f"WOOF_{field.upper()}" for field in FIELDS if field != "name"} | set(OTHER_VARIABLES)
+    for variable in sorted(v for v in os.environ if v.startswith("WOOF_") and v not in known):
+        close = difflib.get_close_matches(variable, sorted(known), n=1, cutoff=0.6)
+        hint = f"did you mean {close[0]}? " if close else ""
+        raise ValueError(
+            f"unknown environment variable {variable}: {hint}The profile's variables are"
+            f" {', '.join(sorted(known))}. Rename or unset it."
+        )
 
 
 _current: Profile | None = None

@@ -88,10 +88,11 @@ def quiet_environment(profile: str) -> dict[str, str]:
     return env
 
 
-def refresh(md_path: Path, profile: str = "smoke", timeout_s: int = 1800) -> float:
-    """Execute one chapter's ``.md`` and write its ``.ipynb``; return the seconds it took."""
+def execute(md_path: Path, environment: dict[str, str], timeout_s: int = 1800) -> nbformat.NotebookNode:
+    """Run one chapter's ``.md`` top to bottom in a fresh kernel whose environment is
+    ``environment`` (the whole of it); return the notebook with its outputs.
+    Raises ``SystemExit`` naming the chapter and the cell when a cell fails."""
     import jupytext
-    import nbformat
     from nbclient import NotebookClient
     from nbclient.exceptions import CellExecutionError
 
@@ -103,12 +104,20 @@ def refresh(md_path: Path, profile: str = "smoke", timeout_s: int = 1800) -> flo
         kernel_name="python3",
         resources={"metadata": {"path": str(md_path.parent)}},
     )
-    start = time.perf_counter()
     try:
-        with mock.patch.dict(os.environ, quiet_environment(profile)):  # the kernel inherits it
+        with mock.patch.dict(os.environ, environment, clear=True):  # the kernel inherits it
             client.execute()
     except CellExecutionError as exc:
         raise SystemExit(f"{md_path.name}: a cell failed; nothing was written.\n{exc}") from None
+    return notebook
+
+
+def refresh(md_path: Path, profile: str = "smoke", timeout_s: int = 1800) -> float:
+    """Execute one chapter's ``.md`` and write its ``.ipynb``; return the seconds it took."""
+    import nbformat
+
+    start = time.perf_counter()
+    notebook = execute(md_path, quiet_environment(profile), timeout_s)
     seconds = time.perf_counter() - start
     notebook.metadata["woof"] = {"profile": profile, "source_sha256": source_hash(notebook)}
     text = nbformat.writes(notebook)

@@ -264,12 +264,17 @@ DEGRADATION_SETTINGS = {
 
 def degradation_settings(profile: Profile) -> dict:
     """The depths and epochs :func:`degradation_experiment` runs in ``profile``
-    (a ``wh.profiles.Profile``): short in ``smoke``, the proper run in ``full``."""
+    (a ``wh.profiles.Profile``): short in ``smoke``, the proper run in ``full``, where the
+    profile's ``epochs`` (``WOOF_EPOCHS``), when set, shortens it as it shortens the trials.
+    (The smoke profile's ``epochs`` sizes its trials, not this experiment.)"""
     if profile.name not in DEGRADATION_SETTINGS:
         raise ValueError(
             f"no degradation settings for profile {profile.name!r}; choose one of {list(DEGRADATION_SETTINGS)}"
         )
-    return dict(DEGRADATION_SETTINGS[profile.name])
+    settings = dict(DEGRADATION_SETTINGS[profile.name])
+    if profile.name == "full" and profile.epochs is not None:
+        settings["epochs"] = profile.epochs
+    return settings
 
 
 @dataclass

@@ -5,7 +5,10 @@ Taught in the introduction (``intro.md``).
 
 from __future__ import annotations
 
+import os
 import re
+import sys
+from pathlib import Path
 from typing import Any
 
 from woofhelpers import profiles
@@ -38,11 +41,48 @@ def version_problems(installed: dict[str, str]) -> list[str]:
     return problems
 
 
+DRIVE_ENV_VAR = "WOOF_DRIVE_DIR"
+DEFAULT_DRIVE_DIR = "/content/drive/MyDrive"  # where Colab mounts Google Drive
+
+
+def in_colab() -> bool:
+    """Whether this runs in Google Colab (its ``google.colab`` module is loaded)."""
+    return "google.colab" in sys.modules
+
+
+def keep_results_on_drive() -> Path | None:
+    """In Colab with Google Drive mounted, send trial results to ``MyDrive/woof/results``
+    (unless ``WOOF_RESULTS_DIR`` is set) and return that folder; else ``None``.
+
+    Each Colab notebook runs on its own machine, which forgets everything when it is
+    recycled: results on Drive let a later chapter load a trial an earlier one trained
+    instead of training it again.
+    """
+    drive = Path(os.environ.get(DRIVE_ENV_VAR, DEFAULT_DRIVE_DIR))
+    if not drive.is_dir():
+        return None
+    folder = Path(os.environ.setdefault("WOOF_RESULTS_DIR", str(drive / "woof" / "results")))
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
 def setup(name: str | None = None, **overrides: Any) -> profiles.Profile:
     """Select the profile (see :func:`woofhelpers.profiles.load`), print what it is and
-    whether its numbers are real results, and return it."""
+    whether its numbers are real results, and return it.
+
+    In Colab it also says where results are kept: on Google Drive when it is mounted
+    (:func:`keep_results_on_drive`), else how to mount it.
+    """
     profile = profiles.use(name, **overrides)
     print(profile.describe())
+    if in_colab():
+        kept = keep_results_on_drive()
+        if kept:
+            print(f"  results: kept on Google Drive, {kept}")
+        else:
+            print("  results: on this Colab machine only, lost when it is recycled.")
+            print("  To keep them for later chapters, mount Google Drive (Files pane,")
+            print("  or drive.mount('/content/drive')) and run this cell again.")
     return profile
 
 

@@ -7,12 +7,16 @@ used the same images. Nothing here shuffles a ``tf.data`` pipeline and then take
 or skips batches from it: that is how the original exercise's test set leaked into
 its validation set.
 
-Three splits are built in:
+Four splits are built in:
 
 - :func:`official`: Imagewoof's own ``train/`` for training, its ``val/`` divided by
   file into validation and test (trials 1-3).
 - :func:`pooled`: ``train/`` and ``val/`` pooled and divided 80/20 at random with
-  seed 123, as the original trial 4 did (trials 4-5).
+  seed 123, file for file as Keras divided the original trial 4's pooled folder
+  (trials 4-5).
+- :func:`pooled_leakage_free`: a documented variant of ``pooled``, not something the
+  original did: every ``ILSVRC2012_val_*`` file is held out as the test set first,
+  the rest is pooled and divided as ``pooled`` divides (the ``*_honest`` trials).
 - :func:`leakage_free`: the test set is every ``ILSVRC2012_val_*`` file, ImageNet
   validation images that an ImageNet-pretrained network never trained on.
 
@@ -33,7 +37,7 @@ import numpy as np
 from woofhelpers import data, labels
 
 PARTS = ("train", "validation", "test")
-SPLIT_NAMES = ("official", "pooled", "leakage_free")
+SPLIT_NAMES = ("official", "pooled", "pooled_leakage_free", "leakage_free")
 
 
 @dataclass(frozen=True)
@@ -150,7 +154,9 @@ def official(root: str | Path, test_fraction: float = 0.2, seed: int = 0) -> Spl
 
     The original exercise took its test set as ``n_batches // 5`` batches of ``val``
     (3 of 13, about 20%) from a pipeline that reshuffled, so its test images changed
-    at every evaluation; here they are fixed files.
+    at every evaluation; here they are fixed files. On Imagewoof v1 that is 400
+    validation and 100 test files, all ImageNet validation images, so trials 1-3's own
+    test is leakage-free: 100 images, 10 per class (the original's "test" was 96).
     """
     root = Path(root)
     validation, test = _stratified(_files(root, "val"), test_fraction, seed)
@@ -159,26 +165,111 @@ def official(root: str | Path, test_fraction: float = 0.2, seed: int = 0) -> Spl
     )
 
 
-def pooled(root: str | Path, validation_fraction: float = 0.2, seed: int = 123, test_fraction: float = 0.2) -> Split:
-    """The original trial 4 split: ``train/`` and ``val/`` pooled, shuffled with
-    ``seed`` (123), the last ``validation_fraction`` held out, as Keras'
-    ``image_dataset_from_directory(validation_split=0.2, seed=123)`` does. The test
-    set is the first ``test_fraction`` of that held-out part (the original took
-    ``n_batches // 5`` batches of it), fixed by file here.
+def pooled_folder_order(paths: list[str] | tuple[str, ...]) -> list[str]:
+    """``paths`` (relative, ``<train or val>/<wnid>/<file name>``) in the order in which
+    Keras' ``image_dataset_from_directory`` lists a folder that holds one sub-folder per
+    wnid with all these files copied into it, before it shuffles them.
 
-    On Imagewoof v1 this gives 10,364 training and 2,590 held-out images, as the
-    original reported. Most of the held-out images are ImageNet training images.
+    Keras (``index_directory`` and ``iter_valid_files`` in ``keras/src/utils/dataset_utils.py``,
+    the same in the Keras 2 of 2021) takes the class folders in sorted name order and,
+    inside each, the files sorted by name, concatenated class by class. File names sort
+    as Python strings, so a class's ``ILSVRC2012_val_*`` files come before its
+    ``<wnid>_<n>.JPEG`` files, and ``n02086240_1357`` before ``n02086240_15154``.
+    Raises ``ValueError`` when two files of one class share a name: one folder could
+    not hold both.
+    """
+    seen: dict[tuple[str, str], str] = {}
+    for path in paths:
+        key = (_class_of(path), path.split("/")[-1])
+        if key in seen:
+            raise ValueError(
+                f"{seen[key]} and {path} have the same name in class {key[0]}, so a pooled folder"
+                " would hold only one of them; rename one before pooling"
+            )
+        seen[key] = path
+    return [seen[key] for key in sorted(seen)]
+
+
+def _keras_division(pool: list[str], validation_fraction: float, seed: int) -> tuple[list[str], list[str]]:
+    """(training, validation) as ``image_dataset_from_directory(validation_split=...,
+    seed=seed)`` divides a folder whose files Keras lists as ``pool``: the list shuffled
+    with ``np.random.RandomState(seed)``, the last ``int(validation_fraction * n)``
+    files held out."""
+    if not 0 < validation_fraction < 1:
+        raise ValueError(f"validation_fraction {validation_fraction} must be between 0 and 1")
+    files = list(pool)
+    np.random.RandomState(seed).shuffle(files)
+    n_validation = int(validation_fraction * len(files))
+    if n_validation == 0:
+        raise ValueError(
+            f"int({validation_fraction} * {len(files)} files) is 0: nothing to validate on;"
+            " use more files or a larger validation_fraction"
+        )
+    return files[: len(files) - n_validation], files[len(files) - n_validation :]
+
+
+def pooled(root: str | Path, validation_fraction: float = 0.2, seed: int = 123, test_fraction: float = 0.2) -> Split:
+    """The original trial 4 split, file for file: ``train/`` and ``val/`` pooled and
+    divided as Keras' ``image_dataset_from_directory(pooled_folder,
+    validation_split=0.2, subset=..., seed=123)`` divided them.
+
+    What the original did (``Trial4_ImageWolfClassifier.ipynb`` in
+    github.com/GateraGael/Resnet50_TransferLearning_ImageWoof, commit 1b4ed52, cells 6-14):
+    it loaded ``./Data/imagewoof_all/``, a folder prepared outside the notebook with one
+    sub-folder per class, named by its wnid, holding that class's ``train/`` and
+    ``val/`` files together: the notebook counts 12,954 ``*/*.JPEG`` files in it and
+    prints ``class_names`` as the ten wnids in sorted order. (Its terrier names were a
+    display table only, applied after loading, so their swap changes no folder, no
+    order and no label.) Two calls with ``validation_split=0.2, seed=123`` and
+    ``subset="training"`` / ``"validation"`` gave 10,364 and 2,590 files.
+
+    Here the files stay where they are: :func:`pooled_folder_order` lists them as Keras
+    lists that folder, and they are shuffled with ``np.random.RandomState(seed)`` and
+    the last ``int(validation_fraction * n)`` held out, as Keras does
+    (``tests/test_splits.py`` checks the result against Keras itself). ``train`` is
+    Keras' training files in Keras' order.
+
+    The original's "test" was ``validation.take(n_batches // 5)``: 16 of 81 batches of
+    32 (512 images; trial 5, batch 10: 51 of 259 batches, 510 images) of a dataset that
+    reshuffled at every pass. Here it is fixed by file: ``test`` is the first
+    ``test_fraction`` of the held-out files in Keras' order, ``validation`` the rest. On
+    Imagewoof v1 (12,954 files): 10,364 train, 2,072 validation, 518 test. Most of the
+    held-out files are ImageNet training images; only about a fifth of the test part's
+    are ImageNet validation files (see :func:`pooled_leakage_free`).
     """
     root = Path(root)
-    pool = np.array(_files(root, "train") + _files(root, "val"))
-    np.random.RandomState(seed).shuffle(pool)
-    n_held = int(validation_fraction * len(pool))
-    held = list(pool[len(pool) - n_held :])
+    if not 0 < test_fraction < 1:
+        raise ValueError(f"test_fraction {test_fraction} must be between 0 and 1")
+    train, held = _keras_division(
+        pooled_folder_order(_files(root, "train") + _files(root, "val")), validation_fraction, seed
+    )
     n_test = int(test_fraction * len(held))
     return Split(
-        "pooled",
-        root,
-        {"train": tuple(pool[: len(pool) - n_held]), "validation": tuple(held[n_test:]), "test": tuple(held[:n_test])},
+        "pooled", root, {"train": tuple(train), "validation": tuple(held[n_test:]), "test": tuple(held[:n_test])}
+    )
+
+
+def pooled_leakage_free(root: str | Path, validation_fraction: float = 0.2, seed: int = 123) -> Split:
+    """What trial 4's split would be with an honest test set: a documented variant
+    beside :func:`pooled`, not something the original did.
+
+    Every ImageNet validation file (``ILSVRC2012_val_*``: 500 on Imagewoof v1, 50 per
+    class) is held out first, as the test set; neither the pretrained base nor the
+    training sees one. The remaining files are pooled and divided exactly as
+    :func:`pooled` divides (Keras' order, ``seed``, the last ``validation_fraction``
+    held out), and all the held-out part validates. On v1: 9,964 train, 2,490
+    validation, 500 test.
+    """
+    root = Path(root)
+    every = _files(root, "train") + _files(root, "val")
+    test = sorted(p for p in every if data.is_imagenet_val(p))
+    if not test:
+        raise ValueError(f"{root} holds no ILSVRC2012_val_* files, so it has no leakage-free test set")
+    train, validation = _keras_division(
+        pooled_folder_order([p for p in every if not data.is_imagenet_val(p)]), validation_fraction, seed
+    )
+    return Split(
+        "pooled_leakage_free", root, {"train": tuple(train), "validation": tuple(validation), "test": tuple(test)}
     )
 
 
@@ -200,7 +291,12 @@ def leakage_free(root: str | Path, validation_fraction: float = 0.1, seed: int =
 
 def make(name: str, root: str | Path, **options: Any) -> Split:
     """Build the split called ``name`` (one of :data:`SPLIT_NAMES`) and save its manifest."""
-    builders = {"official": official, "pooled": pooled, "leakage_free": leakage_free}
+    builders = {
+        "official": official,
+        "pooled": pooled,
+        "pooled_leakage_free": pooled_leakage_free,
+        "leakage_free": leakage_free,
+    }
     if name not in builders:
         raise ValueError(f"unknown split {name!r}; choose one of {SPLIT_NAMES}")
     split = builders[name](root, **options)

@@ -144,12 +144,7 @@ def generate(
                     name = next(val_names[wnid], None) if from_imagenet_val else f"{wnid}_{number}.JPEG"
                     if name is None:
                         raise ValueError(f"ImageNet has only 50 validation images of {wnid}; ask for fewer")
-                    short = shortest_side_px
-                    long = int(round(short * rng.uniform(1.0, max_aspect)))
-                    height, width = (short, long) if rng.random() < 0.7 else (long, short)
-                    gray = rng.random() < grayscale_fraction
-                    image = _pattern(rng, label, height, width, gray)
-                    image.save(folder / name, format="JPEG", quality=75)  # the archive's own quality (PIL's default)
+                    _write_image(rng, folder / name, label, shortest_side_px, max_aspect, grayscale_fraction)
                     written[split] += 1
         if version == "v2":
             _write_noisy_labels_csv(building)
@@ -164,6 +159,60 @@ def generate(
             if _recorded_settings(root) != settings:
                 raise
             shutil.rmtree(building, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(building, ignore_errors=True)
+        raise
+    return root
+
+
+def _write_image(
+    rng: np.random.Generator, path: Path, label: int, shortest_side_px: int, max_aspect: float, gray_fraction: float
+) -> None:
+    """One JPEG of class ``label``: landscape (70%) or portrait, sometimes grayscale."""
+    short = shortest_side_px
+    long = int(round(short * rng.uniform(1.0, max_aspect)))
+    height, width = (short, long) if rng.random() < 0.7 else (long, short)
+    gray = rng.random() < gray_fraction
+    image = _pattern(rng, label, height, width, gray)
+    image.save(path, format="JPEG", quality=75)  # the archive's own quality (PIL's default)
+
+
+def replica(root: str | Path, version: str, *, shortest_side_px: int = 32, seed: int = 0) -> Path:
+    """Write a generated dataset shaped exactly like the real archive ``version`` to ``root``.
+
+    Same layout and file names as the real one (``train/``, ``val/``, the ten wnid folders,
+    ``<wnid>_<n>.JPEG`` and ImageNet's own ``ILSVRC2012_val_*`` names), the same number of
+    images in every class of every split, the same number of ImageNet validation images in
+    each, and ``noisy_imagewoof.csv`` for v2; only the pictures are striped patterns, and
+    small (``shortest_side_px``). Packed with :func:`pack`, it is an archive that
+    :func:`woofhelpers.data.fetch` accepts as that version: how the full profile is
+    rehearsed offline. Built beside ``root`` and renamed into place.
+    """
+    from woofhelpers import data
+
+    spec = data.VERSIONS.get(version)
+    if spec is None or not spec.class_counts:
+        raise ValueError(f"unknown Imagewoof version {version!r}; choose one of {sorted(data.VERSIONS)}")
+    root = Path(root)
+    if root.exists():
+        raise FileExistsError(f"{root} exists; replica() writes a new folder, so choose another path")
+    rng = np.random.default_rng(seed)
+    val_names = {w: list(rng.permutation(labels.imagenet_val_files(w))) for w in labels.WNIDS}
+    root.parent.mkdir(parents=True, exist_ok=True)
+    building = Path(tempfile.mkdtemp(dir=root.parent, prefix=f".{root.name}-building-"))
+    try:
+        for split, by_class in spec.class_counts.items():
+            for label, wnid in enumerate(labels.WNIDS):
+                total, from_val = by_class[wnid]
+                folder = building / split / wnid
+                folder.mkdir(parents=True)
+                numbers = rng.choice(np.arange(1, 20_000), size=total - from_val, replace=False)
+                names = [f"{wnid}_{n}.JPEG" for n in numbers] + [val_names[wnid].pop() for _ in range(from_val)]
+                for name in names:
+                    _write_image(rng, folder / name, label, shortest_side_px, 1.6, 0.02)
+        if version != data.DEFAULT_VERSION:
+            _write_noisy_labels_csv(building)
+        building.rename(root)
     except BaseException:
         shutil.rmtree(building, ignore_errors=True)
         raise
@@ -204,6 +253,7 @@ def pack(root: str | Path, archive: str | Path, top_folder: str = "imagewoof-320
     root, archive = Path(root), Path(archive)
     archive.parent.mkdir(parents=True, exist_ok=True)
     with tarfile.open(archive, "w:gz") as tar:
+        tar.add(root, arcname=top_folder, recursive=False)  # the top folder's own entry, as `tar czf` writes
         for item in ("train", "val", "noisy_imagewoof.csv"):
             if (root / item).exists():
                 tar.add(root / item, arcname=f"{top_folder}/{item}")

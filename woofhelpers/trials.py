@@ -16,7 +16,9 @@ that result; ``retrain=True`` trains again.
 - **Cached features.** With a frozen base and no augmentation the base's output never
   changes during the head phase, so the base runs once over the data (``predict``) and
   the head trains on those features: the same head, far faster.
-- **Hardware.** On a GPU: mixed precision (output layer float32) and XLA. The head alone,
+- **Hardware.** On a GPU: XLA, and mixed precision (``mixed_float16`` with loss scaling,
+  output layer float32) only for trials that ask for it (``Trial.mixed_precision``: the
+  corrected recipe); trials 1-5 train in float32, as the original did. The head alone,
   on cached features, is compiled with XLA on a CPU too. Several GPUs: ``MirroredStrategy``
   (without XLA); a Colab TPU: ``TPUStrategy``; otherwise the default strategy.
 - **One run at a time.** A lock file per trial makes a second process that asks for the
@@ -41,7 +43,7 @@ from typing import TYPE_CHECKING, Any
 import filelock
 import numpy as np
 
-from woofhelpers import data, pipeline, profiles, splits
+from woofhelpers import data, pipeline, profiles, runtime, splits
 from woofhelpers.model import (
     ACTIVATIONS,
     FINE_TUNE_SCHEMES,
@@ -89,6 +91,9 @@ class Trial:
     augment: bool
     seed: int
     dropout: float = 0.2
+    # On a GPU, train under mixed_float16 with loss scaling. Only the corrected recipe asks
+    # for it; the original trials trained in float32 and their reproductions do too.
+    mixed_precision: bool = False
     description: str = ""
 
     def __post_init__(self):
@@ -207,6 +212,19 @@ TRIALS: dict[str, Trial] = {
         description="train and val pooled, random 80/20 re-split",
         **_ORIGINAL,
     ),
+    # A variant, not a trial the original ran: trial 4 with an honest test set, the 500
+    # ImageNet-validation files held out before pooling (splits.pooled_leakage_free).
+    "trial4_honest": Trial(
+        "trial4_honest",
+        image_size_px=200,
+        output_activation="softmax",
+        head_learning_rate=0.0001,
+        fine_tune="original",
+        fine_tune_learning_rate=0.00001,
+        split="pooled_leakage_free",
+        description="variant: trial 4 with the ImageNet-validation files held out as test before pooling",
+        **_ORIGINAL,
+    ),
     "trial5": Trial(
         "trial5",
         image_size_px=200,
@@ -216,6 +234,18 @@ TRIALS: dict[str, Trial] = {
         fine_tune_learning_rate=0.00001,
         split="pooled",
         description="batch size 10",
+        **{**_ORIGINAL, "batch_size": 10},
+    ),
+    # A variant, not a trial the original ran: trial 5 with trial4_honest's split.
+    "trial5_honest": Trial(
+        "trial5_honest",
+        image_size_px=200,
+        output_activation="softmax",
+        head_learning_rate=0.0001,
+        fine_tune="original",
+        fine_tune_learning_rate=0.00001,
+        split="pooled_leakage_free",
+        description="variant: trial 5 with the ImageNet-validation files held out as test before pooling",
         **{**_ORIGINAL, "batch_size": 10},
     ),
     "corrected": Trial(
@@ -235,6 +265,7 @@ TRIALS: dict[str, Trial] = {
         head="corrected",
         augment=False,
         seed=123,
+        mixed_precision=True,
         description=(
             "preprocessing in the model, pooled head, top stage fine-tuned with BatchNorm frozen, honest test set"
         ),
@@ -305,14 +336,51 @@ class TrialResult:
         return cls(**json.loads(path.read_text()), path=path.parent)
 
     def summary(self) -> dict:
-        """One row for a comparison table: accuracy and size of both test sets."""
-        return {
-            "trial": self.name,
-            "accuracy (own test)": round(self.test["own"]["accuracy"], 4),
-            "images (own test)": self.test["own"]["n"],
-            "accuracy (leakage-free test)": round(self.test["leakage_free"]["accuracy"], 4),
-            "images (leakage-free test)": self.test["leakage_free"]["n"],
-        }
+        """One row for a comparison table: for the own test split and the leakage-free
+        test set, the number of images, the accuracy (%) and its 95% bootstrap interval
+        (``wh.evaluate.accuracy_summary`` of the saved predictions), so an accuracy is
+        never shown without the size of its test set. An empty test set shows "–"."""
+        from woofhelpers import evaluate  # the results layer, above this one; only needed here
+
+        row: dict[str, Any] = {"trial": self.name}
+        for which, label in (("own", "own test"), ("leakage_free", "leakage-free test")):
+            saved = self.predictions[which]
+            true = np.asarray(saved["labels"], dtype=np.int64)
+            row[f"{label}: images"] = len(true)
+            if len(true):
+                scores = np.asarray(saved["probabilities"], dtype=np.float32).reshape(len(true), -1)
+                figures = evaluate.accuracy_summary(scores.argmax(axis=1) == true)
+                row[f"{label}: accuracy %"] = f"{figures['accuracy %']:.2f}"
+                row[f"{label}: 95% CI"] = f"{figures['95% CI low']:.2f}–{figures['95% CI high']:.2f}"
+            else:
+                row[f"{label}: accuracy %"] = row[f"{label}: 95% CI"] = "–"
+        return row
+
+
+def plan(*names: str | Trial, profile: profiles.Profile | None = None) -> pd.DataFrame:
+    """What a chapter runs, before it runs it: for each trial in ``names`` (registered names
+    or :class:`Trial` objects), whether a finished
+    result is already saved under :func:`results_dir` (then :func:`run_trial` loads it; in
+    Colab, results kept on Google Drive by an earlier chapter count) or will be trained
+    here, and roughly how long the full profile takes to train it on a Colab GPU and on a
+    2-core CPU (estimates from the original's logs: see :mod:`woofhelpers.runtime`)."""
+    import pandas as pd
+
+    profile = profile or profiles.current()
+    rows = []
+    for name in names:
+        trial = get(name) if isinstance(name, str) else name
+        saved = results_dir() / profile.name / trial.name / RESULT_FILE
+        estimate = runtime.full_size(trial)
+        rows.append(
+            {
+                "trial": trial.name,
+                f"in this run ({profile.name} profile)": "saved result: loaded" if saved.is_file() else "trains here",
+                "full profile, Colab GPU": f"about {runtime.duration(estimate.gpu_s)}",
+                "full profile, 2-core CPU": f"about {runtime.duration(estimate.cpu_s)}",
+            }
+        )
+    return pd.DataFrame(rows).set_index("trial")
 
 
 def results_dir() -> Path:
@@ -570,6 +638,8 @@ def _load_or_train(trial, profile, folder, retrain, verbose, callbacks, cached_f
         data.write_text_atomically(state_path, json.dumps(state, indent=1))
 
     gpu = _on_gpu()
+    # Mixed precision (with loss scaling) only where the trial asks for it, and only on a GPU.
+    mixed_precision = effective.mixed_precision and gpu
     strategy = strategy or choose_strategy()
     # XLA: the whole model on one GPU; the head alone, on features, on any one device (on a
     # CPU that fuses the optimizer's update of the original head's 51 million weights into
@@ -579,9 +649,11 @@ def _load_or_train(trial, profile, folder, retrain, verbose, callbacks, cached_f
     jit = {"head": single and (gpu or use_cache), "fine_tune": single and gpu}
     keras.utils.set_random_seed(effective.seed)
     split, honest_split = trial_data(effective, profile)
+    # A full-size run on a machine without a GPU stops here, saying how long it would take.
+    runtime.check_device(effective, profile, split.sizes(), gpu)
     train_images, val_images = _phase_datasets(effective, split)
     with strategy.scope():
-        model = model_lib.build(effective, profile.weights, mixed_precision=gpu)
+        model = model_lib.build(effective, profiles.weights_file(profile), mixed_precision=mixed_precision)
         probing = probe(model)
         head_model = model_lib.head_model(model) if use_cache else model
         model_lib.compile_model(
@@ -648,7 +720,7 @@ def _load_or_train(trial, profile, folder, retrain, verbose, callbacks, cached_f
         predictions={"own": own_predictions, "leakage_free": honest_predictions},
         hardware={
             "gpu": gpu,
-            "mixed_precision": gpu,
+            "mixed_precision": mixed_precision,
             "jit_compile": jit,
             "strategy": type(strategy).__name__,
             "replicas": int(strategy.num_replicas_in_sync),
@@ -671,7 +743,9 @@ def _load_or_train(trial, profile, folder, retrain, verbose, callbacks, cached_f
 
 def _profile_record(profile: profiles.Profile) -> dict:
     record = dataclasses.asdict(profile)
-    record.pop("data_dir")
+    # Where the data and the archive are, and whether a CPU run was allowed, change no result.
+    for where in ("data_dir", "archive_mirror", "allow_cpu"):
+        record.pop(where)
     return record
 
 
@@ -685,7 +759,8 @@ def _check_identity(where: Path, wanted: dict, found: dict) -> None:
 
 def load_model(result: TrialResult) -> keras.Model:
     """Rebuild a finished trial's model and load its final weights (for Grad-CAM and
-    further analysis)."""
+    further analysis). It computes in float32 even if the trial trained in mixed precision:
+    the weights are float32 either way, and analysis needs no loss scaling."""
     from woofhelpers import model as model_lib
 
     effective = Trial(**result.effective)
