@@ -5,13 +5,27 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup book test refresh lint format
+.PHONY: setup book test refresh lint format constraints
 
-$(VENV)/.installed: pyproject.toml
+# Exact versions from constraints.txt, so that today's install and tomorrow's test the same
+# code; pyproject.toml keeps ranges for learners (Colab). `make constraints` refreshes the pins.
+$(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[tf,book,test]"
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[tf,book,test]"
 	touch $@
+
+# Re-pin: install the newest releases the ranges allow into a throwaway environment, freeze it.
+constraints:
+	rm -rf .venv-pins
+	$(PYTHON) -m venv .venv-pins
+	.venv-pins/bin/python -m pip install --quiet --upgrade pip
+	.venv-pins/bin/python -m pip install --quiet ".[tf,book,test]"
+	{ echo "# Exact versions for CI and the tests (make setup installs with -c constraints.txt)."; \
+	  echo "# Learners (Colab) get the ranges in pyproject.toml instead. Refresh: make constraints"; \
+	  .venv-pins/bin/python -m pip freeze --all --exclude-editable | grep -v -E '^(pip|woofhelpers)([=@ ]|$$)'; \
+	} > constraints.txt
+	rm -rf .venv-pins
 
 setup: $(VENV)/.installed
 

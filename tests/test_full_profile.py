@@ -151,7 +151,7 @@ def test_where_the_data_and_archive_are_do_not_make_another_result():
     moved = wh.trials._profile_record(
         wh.profiles.load("full", data_dir="/elsewhere", archive_mirror="http://127.0.0.1:1/", allow_cpu=True)
     )
-    assert base == moved
+    assert base == moved and base["real_results"] is True
     assert base != wh.trials._profile_record(wh.profiles.load("full", epochs=1))
 
 
@@ -230,3 +230,18 @@ def test_the_background_experiment_is_shortened_by_the_epochs_of_the_full_profil
     assert wh.resnet.degradation_settings(wh.profiles.load("full", epochs=1))["epochs"] == 1
     assert wh.resnet.degradation_settings(wh.profiles.load("full"))["epochs"] == 30
     assert wh.resnet.degradation_settings(wh.profiles.load("smoke"))["epochs"] == 5  # smoke's epochs size its trials
+
+
+def test_the_batchnorm_drift_of_the_full_profile_runs_on_the_resnet50_baseline(weight_files, small_dataset):
+    """The results chapter's ImageNet branch measures the drift on ResNet50 itself (the
+    zero-training baseline, its first 100 layers frozen, as the original froze them); offline it
+    runs with the stand-in weight files, one step, at 32 px."""
+    profile = wh.profiles.load("full", weights=str(weight_files), image_size_px=32)
+    split = wh.splits.official(small_dataset)
+    result = wh.ablations.batchnorm_drift(
+        lambda: wh.baseline.model(profile), split, image_size_px=32, batch_size=8, steps=1,
+        test_paths=split.parts["test"], freeze_batchnorm=False, freeze_first=100,
+    )  # fmt: skip
+    # ResNet50 has 53 BatchNorm layers; only those above its first 100 layers are trainable and move.
+    assert result.batchnorm_layers == 53
+    assert 0 < result.batchnorm_layers_changed < 53

@@ -127,6 +127,9 @@ def test_every_chapter_runs_in_the_full_profile_and_says_what_made_its_outputs(r
             marker = json.loads((data / version / wh.data.VERIFIED_MARKER).read_text())
             assert marker["url"] == f"{rehearsal['mirror']}{version}.tgz"  # the URL actually used
         assert f"v2 from: {rehearsal['mirror']}imagewoof2-320.tgz" in everything
+        # The time estimates assume the real v1 splits' sizes: check them on the v1-shaped data.
+        for name, sizes in wh.runtime.FULL_SPLIT_SIZES.items():
+            assert wh.splits.make(name, data / "imagewoof-320").sizes() == sizes, name
     if md.stem.startswith("trial"):
         assert any(drive_results.glob("full/*/result.json")), "trial results should be kept on the Drive"
 

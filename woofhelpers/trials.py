@@ -2,7 +2,9 @@
 
 A :class:`Trial` is a small frozen dataclass: everything that made one of the original
 exercise's runs what it was. :data:`TRIALS` holds trials 1-5 exactly as the original ran
-them, plus ``"corrected"``, the recipe this course recommends. :func:`run_trial` trains a
+them, two documented variants (``"trial4_honest"``, ``"trial5_honest"``: the same trials with
+the 500 ImageNet-validation images held out as their test set), plus ``"corrected"``, the
+recipe this course recommends. :func:`plan` says what a chapter will train or load. :func:`run_trial` trains a
 trial's two phases (the head on a frozen base, then fine-tuning), tests it on the trial's
 own test split and on the leakage-free test set, and saves a :class:`TrialResult` as JSON
 with its plots under ``results/<profile>/<trial>/``. Running a finished trial again loads
@@ -746,6 +748,9 @@ def _profile_record(profile: profiles.Profile) -> dict:
     # Where the data and the archive are, and whether a CPU run was allowed, change no result.
     for where in ("data_dir", "archive_mirror", "allow_cpu"):
         record.pop(where)
+    # Whether the numbers mean anything about dogs (real data and ImageNet's weights), so a
+    # page that shows a saved result can say so without the weights file at hand.
+    record["real_results"] = profile.real_results
     return record
 
 
