@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup book test refresh lint format constraints
+.PHONY: setup book test refresh lint format constraints portability
 
 # Exact versions from constraints.txt, so that today's install and tomorrow's test the same
 # code; pyproject.toml keeps ranges for learners (Colab). `make constraints` refreshes the pins.
@@ -34,6 +34,14 @@ book: setup
 
 test: lint
 	$(BIN)/python -m pytest
+
+# No compared output may depend on the CPU's BLAS kernel or the thread count: re-run the
+# chapters (strict nbval, fresh trial results) and tests/test_resnet.py under another OpenBLAS
+# kernel the CPU supports (oneDNN capped at AVX2 on AVX-512 CPUs) and one thread everywhere.
+# PORTABILITY=both is one run with both changes (CI); "kernel threads" runs them separately.
+PORTABILITY ?= both
+portability: setup
+	$(BIN)/python .ci/portability.py $(PORTABILITY)
 
 # Re-execute every chapter in the smoke profile and rewrite the .ipynb halves.
 refresh: setup

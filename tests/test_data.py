@@ -479,3 +479,19 @@ def test_replacing_renames_a_whole_write_into_place_and_leaves_nothing_after_a_f
         tmp.write_text("new")
     assert target.read_text() == "new"
     assert [p.name for p in tmp_path.iterdir()] == ["result.json"]  # no temporary left either time
+
+
+def test_a_complete_dataset_on_a_read_only_mount_is_verified_and_read_without_a_marker(
+    tmp_path, small_dataset, small_version, monkeypatch
+):
+    """Reading a complete dataset must not need to write into it: the marker is skipped."""
+    import errno
+
+    shutil.copytree(small_dataset, tmp_path / NAME)
+
+    def read_only(*args, **kwargs):
+        raise OSError(errno.EROFS, "Read-only file system")
+
+    monkeypatch.setattr(wh.data, "_write_marker", read_only)
+    assert wh.data.fetch(NAME, tmp_path, url="http://127.0.0.1:9/never.tgz", progress=False) == tmp_path / NAME
+    assert not (tmp_path / NAME / wh.data.VERIFIED_MARKER).exists()

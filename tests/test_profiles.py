@@ -173,3 +173,65 @@ def test_setup_prints_the_description_and_selects_the_profile(capsys, tmp_path):
 def test_the_banner_fits_the_books_code_column(name, tmp_path):
     text = wh.profiles.load(name, data_dir=tmp_path).describe()
     assert max(len(line) for line in text.splitlines()) < 80, text
+
+
+@pytest.mark.parametrize(
+    "variable, value",
+    [
+        ("WOOF_EPOCHS", "abc"),
+        ("WOOF_EPOCHS", "-3"),
+        ("WOOF_BATCH_SIZE", "0"),
+        ("WOOF_IMAGE_SIZE_PX", "-1"),
+        ("WOOF_MAX_IMAGES_PER_CLASS", "0"),
+        ("WOOF_MAX_IMAGES_PER_CLASS", "-1"),
+        ("WOOF_SYNTHETIC_TRAIN_PER_CLASS", "0"),
+        ("WOOF_SYNTHETIC_VAL_PER_CLASS", "0"),
+        ("WOOF_SYNTHETIC_SHORTEST_SIDE_PX", "4"),
+        ("WOOF_SEED", "-1"),
+        ("WOOF_ALLOW_CPU", "maybe"),
+        ("WOOF_DATASET", "imagewoof"),
+        ("WOOF_WEIGHTS", "/nonexistent/resnet50.h5"),
+    ],
+)
+def test_a_bad_variable_is_refused_up_front_naming_it_its_value_and_the_fix(monkeypatch, variable, value):
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(ValueError) as excinfo:
+        wh.profiles.load("smoke")
+    message = str(excinfo.value)
+    assert f"{variable}={value!r}" in message, message
+    assert any(fix in message for fix in ("unset it", "use 1 or 0", "Use None")), message
+    assert "\n" not in message
+
+
+def test_a_bad_keyword_is_named_as_the_keyword():
+    with pytest.raises(ValueError, match=r"max_images_per_class=0: must be at least 1"):
+        wh.profiles.load("smoke", max_images_per_class=0)
+
+
+def test_a_keyword_that_overrides_a_good_variable_is_named_as_the_keyword(monkeypatch):
+    monkeypatch.setenv("WOOF_BATCH_SIZE", "8")
+    with pytest.raises(ValueError) as excinfo:
+        wh.profiles.load("smoke", batch_size=0)
+    assert str(excinfo.value).startswith("batch_size=0:")
+
+
+def test_a_data_dir_that_is_a_file_is_refused(tmp_path):
+    a_file = tmp_path / "data"
+    a_file.write_text("")
+    with pytest.raises(ValueError, match="is a file"):
+        wh.profiles.load("smoke", data_dir=a_file)
+
+
+def test_the_smallest_valid_values_are_accepted():
+    profile = wh.profiles.load(
+        "smoke",
+        image_size_px=32,
+        batch_size=1,
+        epochs=1,
+        max_images_per_class=1,
+        synthetic_train_per_class=1,
+        synthetic_val_per_class=1,
+        synthetic_shortest_side_px=8,
+        seed=0,
+    )
+    assert (profile.batch_size, profile.max_images_per_class, profile.seed) == (1, 1, 0)

@@ -230,3 +230,66 @@ def test_stages_refuses_a_model_that_is_not_a_resnet(tf):
     model = keras.Model(inputs, keras.layers.Dense(2, name="dense")(inputs), name="tiny")
     with pytest.raises(ValueError, match="not a Keras ResNet"):
         resnet.stages(model)
+
+
+# --- what the chapter prints: the verdict (compared by nbval) and the table (digits vary) ---------
+
+
+def _result(rows):
+    import pandas as pd
+
+    table = pd.DataFrame(
+        [{"depth": d, "network": n, "parameters": 10 * d, "train_error": e, "test_error": e + 0.01} for d, n, e in rows]
+    )
+    return resnet.DegradationResult(table, curves={}, epochs=1)
+
+
+def test_verdict_names_the_lower_network_at_each_depth_and_no_digits():
+    result = _result(
+        [
+            (2, "plain", 0.0132),
+            (2, "residual", 0.0132),
+            (4, "plain", 0.0752),
+            (4, "residual", 0.0104),
+            (6, "plain", 0.01),
+            (6, "residual", 0.02),
+            (8, "plain", 0.05),
+            (8, "residual", 0.05),
+        ]
+    )
+    assert result.verdict().splitlines() == [
+        "Which network ends with the lower training error:",
+        "  depth  2: one network (no shortcut), errors equal, as they must be",
+        "  depth  4: residual",
+        "  depth  6: plain",
+        "  depth  8: neither (equal errors)",
+    ]
+    assert not any(ch.isdigit() for line in result.verdict().splitlines() for ch in line.split(":", 1)[1])
+
+
+def test_verdict_flags_a_depth_2_pair_that_differs():
+    result = _result([(2, "plain", 0.0132), (2, "residual", 0.0139)])
+    assert "DIFFERENT: not like for like" in result.verdict()
+
+
+def test_percentages_are_one_decimal_per_depth_and_network():
+    table = _result([(2, "plain", 0.01316), (2, "residual", 0.01316), (4, "plain", 0.45789), (4, "residual", 0.0411)])
+    shown = table.percentages()
+    assert list(shown.columns) == ["parameters", "training error %", "test error %"]
+    assert shown.loc[(4, "plain"), "training error %"] == 45.8
+    assert shown.loc[(4, "residual"), "test error %"] == 5.1
+    assert shown.loc[(2, "plain"), "parameters"] == 20
+
+
+def test_the_smoke_experiment_shows_degradation_on_this_machine(clean_woof_env):
+    """The chapter's claim, whatever BLAS kernel or thread count computed it (``make
+    portability`` runs this under another kernel and one thread): at the largest depth the
+    residual network trains better than the plain one, the plain networks get worse with
+    depth, and at depth 2 the two are one network."""
+    settings = resnet.degradation_settings(wh.profiles.load("smoke"))
+    errors = resnet.degradation_experiment(**settings).table.set_index(["depth", "network"])["train_error"]
+    depths = sorted(settings["depths"])
+    assert errors[depths[-1], "residual"] < errors[depths[-1], "plain"] / 2, errors
+    plain = [errors[d, "plain"] for d in depths]
+    assert plain == sorted(plain) and plain[0] < plain[-1], errors
+    assert errors[2, "plain"] == errors[2, "residual"]

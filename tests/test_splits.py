@@ -307,3 +307,70 @@ def test_without_removes_files_everywhere_and_records_them(small_dataset):
 def test_a_fraction_outside_0_to_1_is_refused(small_dataset, fraction):
     with pytest.raises(ValueError, match="fraction"):
         wh.splits.official(small_dataset, test_fraction=fraction)
+
+
+# --- a dataset folder that is read only ----------------------------------------------------
+
+
+def refuse_writes(monkeypatch, number):
+    """Make the writer fail as a read-only (EROFS, EACCES) or full (ENOSPC) folder would. As
+    root, permissions do not stop a write, so this stands in for a read-only mount."""
+    import os
+
+    def refuse(path, text):
+        raise OSError(number, os.strerror(number), str(path))
+
+    monkeypatch.setattr(wh.data, "write_text_atomically", refuse)
+
+
+def test_make_writes_nothing_when_the_manifest_is_there_already(small_dataset, copy_dataset, monkeypatch):
+    import errno
+
+    root = copy_dataset(small_dataset)
+    first = wh.splits.make("official", root)
+    before = {p: p.stat().st_mtime_ns for p in root.rglob("*")}
+    refuse_writes(monkeypatch, errno.EROFS)
+    assert wh.splits.make("official", root).fingerprint() == first.fingerprint()
+    assert {p: p.stat().st_mtime_ns for p in root.rglob("*")} == before
+
+
+@pytest.mark.parametrize("number", ["EROFS", "EACCES"])
+def test_make_reads_a_dataset_it_cannot_write_to(small_dataset, copy_dataset, monkeypatch, number):
+    import errno
+
+    root = copy_dataset(small_dataset)
+    refuse_writes(monkeypatch, getattr(errno, number))
+    split = wh.splits.make("leakage_free", root)
+    assert split.fingerprint() == wh.splits.leakage_free(root).fingerprint()
+    assert not (root / "splits" / "leakage_free.csv").exists()
+    with pytest.raises(OSError):  # asked for explicitly, the manifest still says it cannot be written
+        split.save()
+
+
+def test_make_does_not_hide_a_full_disk(small_dataset, copy_dataset, monkeypatch):
+    import errno
+
+    root = copy_dataset(small_dataset)
+    refuse_writes(monkeypatch, errno.ENOSPC)
+    with pytest.raises(OSError) as excinfo:
+        wh.splits.make("official", root)
+    assert excinfo.value.errno == errno.ENOSPC
+
+
+def test_a_manifest_that_differs_is_written_again(small_dataset, copy_dataset):
+    root = copy_dataset(small_dataset)
+    (root / "splits").mkdir()
+    (root / "splits" / "official.csv").write_text("part,path,label,wnid\n")
+    split = wh.splits.make("official", root)
+    assert (root / "splits" / "official.csv").read_text() == split.manifest()
+
+
+@pytest.mark.parametrize("name", ["official", "leakage_free"])
+def test_too_few_files_per_class_names_the_split_and_the_fix(name, tmp_path):
+    # 3 train and 1 val image per class: official cannot put one of each class in both its
+    # validation and test parts, leakage_free cannot hold out 10% of the train images per class.
+    root = wh.synthetic.generate(tmp_path / "tiny", train_per_class=3, val_per_class=1, shortest_side_px=16)
+    with pytest.raises(ValueError) as excinfo:
+        wh.splits.make(name, root)
+    message = str(excinfo.value)
+    assert f"split {name!r} cannot be built from {root}" in message and "more images per class" in message

@@ -3,7 +3,8 @@
 Chapters import it once, as ``import woofhelpers as wh``, and call everything
 through it: ``wh.labels``, ``wh.profiles``, ``wh.data``, ``wh.synthetic``,
 ``wh.splits``, ``wh.pipeline``, ``wh.plots``, ``wh.evaluate``, ``wh.baseline``,
-``wh.gradcam``, ``wh.ablations``, ``wh.resnet``, ``wh.runtime``, ``wh.model``, ``wh.trials``.
+``wh.gradcam``, ``wh.ablations``, ``wh.resnet``, ``wh.runtime``, ``wh.model``, ``wh.trials``,
+``wh.original`` (the original exercise's own epoch logs).
 Importing it also imports TensorFlow, when installed, without TensorFlow's C++ start-up
 notices (see ``woofhelpers._quiet``).
 """
@@ -29,6 +30,7 @@ from woofhelpers import (  # noqa: E402
     evaluate,
     gradcam,
     labels,
+    original,
     pipeline,
     plots,
     profiles,
@@ -51,6 +53,7 @@ __all__ = [
     "gradcam",
     "labels",
     "model",
+    "original",
     "pipeline",
     "plots",
     "profiles",

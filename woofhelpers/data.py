@@ -13,6 +13,7 @@ Taught in the chapter *The dataset* (``chapters/dataset``).
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import secrets
@@ -300,7 +301,13 @@ def fetch(
         # Present but not verified: extracted by hand, or a run stopped just before
         # writing the marker. Check it rather than download again.
         counts = verify(target, spec.counts)
-        _write_marker(marker, spec, counts, "already on disk (not downloaded by fetch)")
+        try:
+            _write_marker(marker, spec, counts, "already on disk (not downloaded by fetch)")
+        except OSError as exc:
+            if exc.errno not in (errno.EACCES, errno.EPERM, errno.EROFS):
+                raise
+            # A complete dataset on a read-only mount: verified, and read as it is (the
+            # marker only saves verifying again next time).
         return target
     for stale in data_dir.glob(f".{spec.name}-extracting-*"):
         shutil.rmtree(stale, ignore_errors=True)

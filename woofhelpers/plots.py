@@ -289,24 +289,27 @@ def degradation(result: DegradationResult, title: str = "Training error against 
     return fig
 
 
-def trial_curves(result: TrialResult, title: str | None = None) -> Figure:
-    """Learning curves of a trial's two phases in one figure (accuracy and loss, training
-    and validation), with the start of fine-tuning marked. ``result`` is a
-    ``wh.trials.TrialResult``. Taught in the trial chapters."""
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
-    phases = [p for p in ("head", "fine_tune") if result.history.get(p, {}).get("epoch")]
-    for ax, metric in zip(axes, ("accuracy", "loss"), strict=True):
-        for prefix, style in (("", "-"), ("val_", "--")):
-            epochs = [e for p in phases for e in result.history[p]["epoch"]]
-            values = [v for p in phases for v in result.history[p].get(prefix + metric, [])]
-            label = "validation" if prefix else "training"
-            ax.plot(epochs, values, style, marker="o", markersize=3, label=label)
-        start = result.fine_tune_start_epoch
-        if start is not None:
-            ax.axvline(start - 0.5, color="grey", linestyle=":")
+def _series(history: dict, key: str) -> tuple[list[int], list[float]]:
+    """Epochs and values of ``key`` over both phases of a history (``TrialResult.history``'s
+    shape), the head's first."""
+    phases = [p for p in ("head", "fine_tune") if history.get(p, {}).get("epoch")]
+    epochs = [e for p in phases for e in history[p]["epoch"]]
+    values = [v for p in phases for v in history[p].get(key, [])]
+    return epochs, values
+
+
+def _draw_history(axes, history: dict, metrics: tuple[str, str], labels: tuple[str, str]) -> None:
+    """On each of ``axes``, one of ``metrics`` over both phases: training (solid) and
+    validation (dashed), labelled ``labels``, with the first fine-tuning epoch marked."""
+    fine_tune = history.get("fine_tune", {}).get("epoch", [])
+    for ax, metric in zip(axes, metrics, strict=True):
+        for prefix, style, label in (("", "-", labels[0]), ("val_", "--", labels[1])):
+            ax.plot(*_series(history, prefix + metric), style, marker="o", markersize=3, label=label)
+        if fine_tune:
+            ax.axvline(fine_tune[0] - 0.5, color="grey", linestyle=":")
             ax.annotate(
                 "fine-tuning starts",
-                (start - 0.5, 0.97),
+                (fine_tune[0] - 0.5, 0.97),
                 xycoords=("data", "axes fraction"),
                 ha="left",
                 va="top",
@@ -314,12 +317,72 @@ def trial_curves(result: TrialResult, title: str | None = None) -> Figure:
                 color="grey",
             )
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(plt.MaxNLocator(integer=True))
         ax.set_ylabel(metric)
         ax.grid(alpha=0.3)
+
+
+def trial_curves(result: TrialResult, title: str | None = None) -> Figure:
+    """Learning curves of a trial's two phases in one figure (accuracy and loss, training
+    and validation), with the start of fine-tuning marked. ``result`` is a
+    ``wh.trials.TrialResult``. Taught in the trial chapters."""
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
+    _draw_history(axes, result.history, ("accuracy", "loss"), ("training", "validation"))
     axes[0].legend()
     profile = result.profile.get("name", "?")
     fig.suptitle(title or f"{result.name}: learning curves ({profile} profile)")
     fig.tight_layout()
+    return fig
+
+
+def _profile_label(result: TrialResult) -> str:
+    """What a saved result's numbers are, from the profile it records: ``"smoke profile:
+    tests the code, not a result"``, or ``"full profile: real data, ImageNet weights"``
+    only when the run had both (``real_results``)."""
+    name = result.profile.get("name", "?")
+    if result.profile.get("real_results", False):
+        return f"{name} profile: real data, ImageNet weights"
+    return f"{name} profile: tests the code, not a result"
+
+
+def original_curves(trial_name: str, result: TrialResult | None = None) -> Figure:
+    """The original's real learning curves of ``trial_name`` (``"trial1"`` to ``"trial4"``):
+    its Colab notebook's Keras log (real Imagewoof v1, ImageNet weights;
+    :mod:`woofhelpers.original`). Accuracy (0 to 1) and loss (on a log scale when it spans
+    decades), training and "validation" (the images left after the original's ``take``),
+    the start of fine-tuning marked, the source under the figure. With ``result`` (a
+    ``wh.trials.TrialResult``), a second row draws that reproduction the same way, titled
+    with its profile: "smoke profile: tests the code, not a result" unless the run had real
+    data and ImageNet weights. Raises ``ValueError`` for a trial with no log (trial 5).
+    Taught in the trial chapters, section *What the original run really did*."""
+    from woofhelpers import original
+
+    rows = [("the original's Colab run: real data, ImageNet weights", original.history(trial_name))]
+    sizes = original.split_sizes(trial_name)
+    legends = [("training", f'"validation" ({sizes["validation"]:,} images left after take)')]
+    if result is not None:
+        rows.append((f"{result.name}, {_profile_label(result)}", result.history))
+        legends.append(("training", "validation"))
+    fig, axes = plt.subplots(len(rows), 2, figsize=(10, 3.4 * len(rows) + 0.4), squeeze=False)
+    for row_axes, (label, history), names in zip(axes, rows, legends, strict=True):
+        _draw_history(row_axes, history, ("accuracy", "loss"), names)
+        accuracy_ax, loss_ax = row_axes
+        accuracy_ax.set_ylim(0, 1.12)  # the whole range, with room at the top for the fine-tuning label
+        losses = [v for key in ("loss", "val_loss") for v in _series(history, key)[1]]
+        if losses and min(losses) > 0 and max(losses) / min(losses) > 20:  # spans decades: a log scale shows them
+            loss_ax.set_yscale("log")
+            loss_ax.yaxis.set_major_locator(plt.LogLocator(subs=(1.0, 3.0)))
+            loss_ax.yaxis.set_major_formatter(plt.FuncFormatter(lambda value, _: f"{value:g}"))
+            loss_ax.yaxis.set_minor_formatter(plt.NullFormatter())
+            loss_ax.set_ylabel("loss (log scale)")
+        loss_ax.margins(y=0.15)
+        for ax in row_axes:
+            ax.set_title(label, fontsize=9)
+        # Below the axes, where it hides no point and no label.
+        accuracy_ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(0, -0.2), ncol=2, frameon=False)
+    fig.suptitle(f"{trial_name}: what the original run really did")
+    fig.text(0.5, 0.005, f"log: {original.citation(trial_name)}", ha="center", va="bottom", fontsize=7, color="grey")
+    fig.tight_layout(rect=(0, 0.03, 1, 1))
     return fig
 
 
@@ -328,10 +391,7 @@ def compare_trials(results: Iterable[TrialResult], metric: str = "val_accuracy",
     trial's fine-tuning start marked with a dotted line. Taught in the trial chapters."""
     fig, ax = plt.subplots(figsize=(7, 3.6))
     for result in results:
-        phases = [p for p in ("head", "fine_tune") if result.history.get(p, {}).get("epoch")]
-        epochs = [e for p in phases for e in result.history[p]["epoch"]]
-        values = [v for p in phases for v in result.history[p].get(metric, [])]
-        (line,) = ax.plot(epochs, values, marker="o", markersize=3, label=result.name)
+        (line,) = ax.plot(*_series(result.history, metric), marker="o", markersize=3, label=result.name)
         if result.fine_tune_start_epoch is not None:
             ax.axvline(result.fine_tune_start_epoch - 0.5, color=line.get_color(), linestyle=":")
     ax.set_xlabel("epoch")

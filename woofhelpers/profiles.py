@@ -260,34 +260,77 @@ def _parse(field: dataclasses.Field, text: str, source: str):
         try:
             return int(text)
         except ValueError:
-            raise ValueError(f"{source}={text!r} is not a whole number") from None
+            raise ValueError(
+                f"{source}={text!r} is not a whole number; set it to one (such as {source}=3), or unset it"
+                " for the profile's default"
+            ) from None
     return text
 
 
+def _setting(profile: Profile, name: str) -> str:
+    """How an error names a field's value: the ``WOOF_`` variable it came from, when it did
+    (so the message names what the user typed), else ``name=value``."""
+    variable, value = f"WOOF_{name.upper()}", getattr(profile, name)
+    field = next(f for f in dataclasses.fields(Profile) if f.name == name)
+    if variable in os.environ:
+        try:
+            from_environment = _parse(field, os.environ[variable], variable) == value
+        except ValueError:
+            from_environment = False
+        if from_environment:
+            return f"{variable}={os.environ[variable]!r}"
+    return f"{name}={value!r}"
+
+
+def _refuse(profile: Profile, name: str, problem: str) -> ValueError:
+    """A ``ValueError`` that names the setting, says what is wrong with it and how to fix it."""
+    setting = _setting(profile, name)
+    if setting.startswith("WOOF_"):
+        fix = f"change {setting.split('=')[0]}, or unset it for the profile's default"
+    else:
+        fix = f"pass another {name}"
+    return ValueError(f"{setting}: {problem}; {fix}")
+
+
+# The smallest value each whole-number field accepts, and why.
+_AT_LEAST = {
+    "image_size_px": (32, "ResNet50 needs images of at least 32 px"),
+    "batch_size": (1, "a batch holds at least 1 image"),
+    "epochs": (1, "each phase trains at least 1 epoch"),
+    "max_images_per_class": (1, "none keeps every image"),
+    "synthetic_train_per_class": (1, "the generated dataset needs at least 1 train image per class"),
+    "synthetic_val_per_class": (1, "the generated dataset needs at least 1 val image per class"),
+    "synthetic_shortest_side_px": (8, "generated images need a shortest side of at least 8 px"),
+    "seed": (0, "a seed is a whole number of 0 or more"),
+}
+
+
 def _validate(profile: Profile) -> Profile:
+    """Refuse a profile that could only fail later, with a message that names the setting
+    (the ``WOOF_`` variable, when it came from one), what is wrong, and the fix."""
     from woofhelpers import data  # local import: data imports profiles
 
     known = ("synthetic", *data.VERSIONS)
     if profile.dataset not in known:
-        raise ValueError(f"dataset {profile.dataset!r} is unknown; choose one of {known}")
+        raise _refuse(profile, "dataset", f"unknown dataset; choose one of {known}")
     if profile.weights not in (None, "imagenet"):
         # A path: a weights file (or a folder of Keras' files) that must exist now, not
         # minutes later when the first model is built.
         path = Path(profile.weights).expanduser()
         if not path.exists():
             raise ValueError(
-                f"weights {profile.weights!r}: no such file or folder. Use None (random init),"
+                f"{_setting(profile, 'weights')}: no such file or folder. Use None (random init),"
                 " 'imagenet' (Keras downloads ImageNet's weights) or the path of a ResNet50 weights"
                 f" file such as {KERAS_RESNET50_FILES[False]}"
             )
         if path.is_file() and path.suffix not in (".h5", ".keras") and not path.name.endswith(".weights.h5"):
             raise ValueError(f"weights file {path}: Keras reads .h5 weight files; got {path.suffix!r}")
-    if profile.image_size_px is not None and profile.image_size_px < 32:
-        raise ValueError(f"image_size_px={profile.image_size_px}: ResNet50 needs at least 32")
-    for name in ("batch_size", "epochs", "synthetic_train_per_class"):
+    for name, (least, why) in _AT_LEAST.items():
         value = getattr(profile, name)
-        if value is not None and value < 1:
-            raise ValueError(f"{name}={value}: must be at least 1")
+        if value is not None and value < least:
+            raise _refuse(profile, name, f"must be at least {least} ({why})")
+    if profile.data_dir.exists() and not profile.data_dir.is_dir():
+        raise _refuse(profile, "data_dir", "is a file, not a folder")
     return profile
 
 

@@ -285,6 +285,42 @@ class DegradationResult:
     curves: dict[tuple[str, int], list[float]]  # (network, depth) -> training error per epoch
     epochs: int
 
+    def percentages(self) -> pd.DataFrame:
+        """The table for reading: one row per depth and network, its parameters, and its
+        training and test error in percent to one decimal.
+
+        Its digits vary from CPU to CPU: NumPy's matrix products go to OpenBLAS, whose
+        kernels (AVX2, AVX-512) round differently in the last bit, and a few hundred steps
+        of training turn that into different errors. :meth:`verdict` does not vary."""
+        table = self.table.set_index(["depth", "network"])
+        return table[["parameters"]].assign(
+            **{
+                "training error %": (100 * table["train_error"]).round(1),
+                "test error %": (100 * table["test_error"]).round(1),
+            }
+        )
+
+    def verdict(self) -> str:
+        """The lesson in words, one line per depth: which network reached the lower training
+        error. It names no digits, so it reads the same on every machine as long as the
+        experiment's outcome is the same (the table's digits do not; see :meth:`percentages`).
+        At depth 2 (no hidden layers, so no shortcut) plain and residual are one network."""
+        errors = self.table.set_index(["depth", "network"])["train_error"]
+        lines = ["Which network ends with the lower training error:"]
+        for depth in sorted(self.table["depth"].unique()):
+            plain, residual = errors[depth, "plain"], errors[depth, "residual"]
+            if depth == 2:
+                same = "equal, as they must be" if plain == residual else "DIFFERENT: not like for like"
+                outcome = f"one network (no shortcut), errors {same}"
+            elif residual < plain:
+                outcome = "residual"
+            elif plain < residual:
+                outcome = "plain"
+            else:
+                outcome = "neither (equal errors)"
+            lines.append(f"  depth {depth:>2}: {outcome}")
+        return "\n".join(lines)
+
 
 def degradation_experiment(
     depths: tuple[int, ...] = (2, 8, 20, 32),

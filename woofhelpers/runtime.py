@@ -4,8 +4,8 @@ full-size run on a machine without a GPU.
 The estimates are per-image costs times images times epochs, scaled by the number of
 pixels. Their sources:
 
-- **GPU**: the original exercise's own Colab logs (every epoch's Keras line, kept with
-  the course's reference material as ``original-histories.json``): a head epoch of
+- **GPU**: the original exercise's own Colab logs (every epoch's Keras line, with its
+  seconds: :func:`woofhelpers.original.epoch_lines`): a head epoch of
   trial 1 (12,454 images at 160 px, frozen base, no cached features) took 24-27 s,
   about 2.0 ms per image; a fine-tuning epoch of
   trials 2-3 took 28-47 s, about 3 ms per image. Colab's free GPU is a T4 today; the

@@ -25,9 +25,12 @@ Taught in the chapter *The dataset* (``chapters/dataset``).
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import errno
 import hashlib
 import io
+import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -103,11 +106,16 @@ class Split:
         )
 
     def save(self) -> Path:
-        """Write the manifest to ``<root>/splits/<name>.csv`` (atomically) and return its path."""
+        """Write the manifest to ``<root>/splits/<name>.csv`` (atomically) and return its path.
+        A manifest already there with the same content is left as it is: nothing is written."""
         folder = self.root / "splits"
-        folder.mkdir(exist_ok=True)
         target = folder / f"{self.name}.csv"
-        data.write_text_atomically(target, self.manifest())
+        text = self.manifest()
+        with contextlib.suppress(OSError, UnicodeDecodeError):
+            if target.read_text() == text:
+                return target
+        folder.mkdir(exist_ok=True)
+        data.write_text_atomically(target, text)
         return target
 
     def _part(self, part: str) -> tuple[str, ...]:
@@ -290,7 +298,14 @@ def leakage_free(root: str | Path, validation_fraction: float = 0.1, seed: int =
 
 
 def make(name: str, root: str | Path, **options: Any) -> Split:
-    """Build the split called ``name`` (one of :data:`SPLIT_NAMES`) and save its manifest."""
+    """Build the split called ``name`` (one of :data:`SPLIT_NAMES`) and save its manifest.
+
+    The manifest is a record of the split, not an input to it: it is written only when it
+    is missing or out of date (:meth:`Split.save`), and a dataset folder that cannot be
+    written (a read-only mount, a shared folder) is read all the same, without one; the
+    split's fingerprint, which every trial result records, identifies it either way.
+    Raises ``ValueError`` when a class has too few files to give every part at least one.
+    """
     builders = {
         "official": official,
         "pooled": pooled,
@@ -299,8 +314,21 @@ def make(name: str, root: str | Path, **options: Any) -> Split:
     }
     if name not in builders:
         raise ValueError(f"unknown split {name!r}; choose one of {SPLIT_NAMES}")
-    split = builders[name](root, **options)
-    split.save()
+    try:
+        split = builders[name](root, **options)
+    except ValueError as error:
+        # scikit-learn's stratified division refuses parts with fewer files than classes.
+        if not any("sklearn" in frame.filename for frame in traceback.extract_tb(error.__traceback__)):
+            raise
+        raise ValueError(
+            f"split {name!r} cannot be built from {root}: it needs at least one file of each class in each"
+            f" part, and there are too few ({error}); use a dataset with more images per class"
+        ) from error
+    try:
+        split.save()
+    except OSError as error:
+        if error.errno not in (errno.EACCES, errno.EPERM, errno.EROFS):
+            raise
     return split
 
 

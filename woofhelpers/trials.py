@@ -10,11 +10,15 @@ own test split and on the leakage-free test set, and saves a :class:`TrialResult
 with its plots under ``results/<profile>/<trial>/``. Running a finished trial again loads
 that result; ``retrain=True`` trains again.
 
-- **Resume.** Every finished epoch is checkpointed (weights, optimizer state, history,
-  written to a temporary file and renamed). Run a killed trial again and it continues
-  from the last finished epoch; the history it saves is complete. Each epoch's data
-  order depends only on the seed and the epoch number, so a resumed run sees the same
-  batches as one that was never interrupted.
+- **Resume.** Every finished epoch is checkpointed as one unit: a folder
+  ``checkpoint/epoch-<n>/`` holding the weights with the optimizer's state and the
+  history, written under a temporary name and renamed into place only when complete, so
+  a run killed at any moment (or stopped by a full disk) leaves the last finished epoch's
+  checkpoint whole. Run a killed trial again and it continues from that epoch; the
+  history it saves is complete. Each epoch's data order depends only on the seed and the
+  epoch number, so a resumed run sees the same batches as one that was never interrupted.
+  A damaged result or checkpoint is named in a :class:`DamagedFileError`; ``retrain=True``
+  (``--retrain`` on the command line) starts over.
 - **Cached features.** With a frozen base and no augmentation the base's output never
   changes during the head phase, so the base runs once over the data (``predict``) and
   the head trains on those features: the same head, far faster.
@@ -24,7 +28,7 @@ that result; ``retrain=True`` trains again.
   on cached features, is compiled with XLA on a CPU too. Several GPUs: ``MirroredStrategy``
   (without XLA); a Colab TPU: ``TPUStrategy``; otherwise the default strategy.
 - **One run at a time.** A lock file per trial makes a second process that asks for the
-  same trial wait, then load the first one's result.
+  same trial wait (it says so, and for what), then load the first one's result.
 
 Taught in the trial chapters (*Trial 1* ... *Trial 5*).
 """
@@ -36,7 +40,10 @@ import dataclasses
 import datetime
 import json
 import os
+import re
+import secrets
 import shutil
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -64,7 +71,45 @@ RESULT_FILE = "result.json"
 CURVES_FILE = "learning_curves.png"
 WEIGHTS_FILE = "model.weights.h5"
 CHECKPOINT_DIR = "checkpoint"
+# Inside CHECKPOINT_DIR, one folder per committed epoch (``epoch-0003``) holds these two.
+CHECKPOINT_STATE = "state.json"
+CHECKPOINT_WEIGHTS = "checkpoint.weights.h5"
 RESULTS_ENV_VAR = "WOOF_RESULTS_DIR"
+RETRAIN_HINT = "retrain=True (on the command line: --retrain)"
+
+
+class DamagedFileError(ValueError):
+    """A saved result or checkpoint that cannot be read (truncated, garbage, missing). The
+    message names the file and says that ``retrain=True`` (``--retrain``) starts over."""
+
+
+def _damaged(path: Path, error: BaseException | None = None) -> DamagedFileError:
+    """The error for a file that is missing (``error=None``) or cannot be read."""
+    if error is None:
+        what = "missing"
+    else:
+        first_line = (str(error).strip().splitlines() or [""])[0][:200]
+        what = f"damaged ({type(error).__name__}: {first_line})"
+    return DamagedFileError(f"{path} is {what}; run the trial again with {RETRAIN_HINT} to start it over")
+
+
+def _reason(error: OSError) -> tuple[int | None, str]:
+    """The system's error number of ``error`` and its words ("No space left on device").
+    h5py gives the number only inside its message."""
+    number = error.errno
+    if number is None:
+        found = re.search(r"errno = (\d+)", str(error))
+        number = int(found.group(1)) if found else None
+    if number:
+        return number, os.strerror(number)
+    return None, (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
+
+
+def _os_error(error: OSError, message: str) -> OSError:
+    """An ``OSError`` with ``error``'s number and a message that says what to do."""
+    new = OSError(message)
+    new.errno = _reason(error)[0]  # only the number: with a file name or strerror set, str() would drop the message
+    return new
 
 
 @dataclass(frozen=True)
@@ -162,7 +207,9 @@ _ORIGINAL = dict(
     head_optimizer="adam",
     head_epochs=10,
     fine_tune_optimizer="rmsprop",
-    fine_tune_epochs=10,
+    # 11, as the original's logs show: fit(initial_epoch=9, epochs=20) after 10 head epochs
+    # (Keras printed "Epoch 10/20" ... "Epoch 20/20"; wh.original.epoch_lines).
+    fine_tune_epochs=11,
     preprocessing="none",
     head="original",
     augment=False,
@@ -335,7 +382,11 @@ class TrialResult:
             path = path / RESULT_FILE
         if not path.is_file():
             raise FileNotFoundError(f"no trial result at {path}; run wh.trials.run_trial first")
-        return cls(**json.loads(path.read_text()), path=path.parent)
+        try:
+            # JSONDecodeError and UnicodeDecodeError are ValueErrors; missing or unknown fields a TypeError.
+            return cls(**json.loads(path.read_text()), path=path.parent)
+        except (ValueError, TypeError) as error:
+            raise _damaged(path, error) from error
 
     def summary(self) -> dict:
         """One row for a comparison table: for the own test split and the leakage-free
@@ -424,8 +475,29 @@ def trial_data(trial: Trial, profile: profiles.Profile) -> tuple[splits.Split, s
     """The trial's split (scanned, unreadable files excluded) and a split whose test part
     is the leakage-free test set: the ImageNet-validation files the split neither trains
     nor validates on. The profile's ``max_images_per_class`` caps every part."""
-    root = data.dataset_root(profile)
-    split, _ = pipeline.scan(splits.make(trial.split, root), verbose=False)
+    try:
+        root = data.dataset_root(profile)
+    except data.DownloadError:
+        raise
+    except OSError as error:
+        if "WOOF_DATA_DIR" in str(error):  # it says what to do already
+            raise
+        raise _os_error(
+            error,
+            f"cannot prepare the dataset in {profile.data_dir} ({_reason(error)[1]}); set WOOF_DATA_DIR"
+            " (the profile's data_dir) to a folder you can write, with free space",
+        ) from error
+    try:
+        made = splits.make(trial.split, root)
+    except ValueError as error:
+        if profile.real_data:
+            raise
+        raise ValueError(
+            f"{error}. The generated dataset has {profile.synthetic_train_per_class} train and"
+            f" {profile.synthetic_val_per_class} val images per class: raise WOOF_SYNTHETIC_TRAIN_PER_CLASS"
+            " and WOOF_SYNTHETIC_VAL_PER_CLASS (by default 30 and 10)"
+        ) from error
+    split, _ = pipeline.scan(made, verbose=False)
     honest = splits.leakage_free_test(split)
     cap = getattr(profile, "max_images_per_class", None)
     split = _cap(split, cap)
@@ -598,12 +670,59 @@ def run_trial(
     """
     trial = get(trial) if isinstance(trial, str) else trial
     profile = profile or profiles.current()
-    folder = Path(results or results_dir()) / profile.name / trial.name
-    folder.parent.mkdir(parents=True, exist_ok=True)
+    base = Path(results or results_dir()).expanduser()
+    folder = base / profile.name / trial.name
+    fix = f"pass results= a folder you can write (on the command line: --results), or set {RESULTS_ENV_VAR} to one"
+    if base.exists() and not base.is_dir():
+        raise ValueError(f"the results folder {base} is a file; {fix}")
+    try:
+        folder.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise _os_error(
+            error, f"cannot create the results folder {folder.parent} ({_reason(error)[1]}); {fix}"
+        ) from error
     # One process at a time per trial: a second one (another notebook, a test worker) waits,
     # then loads what the first saved, instead of both training into the same folder.
-    with filelock.FileLock(folder.parent / f".{trial.name}.lock"), _no_retracing_warnings():
+    lock = filelock.FileLock(folder.parent / f".{trial.name}.lock")
+    with _holding(lock, trial.name, folder, announce=bool(verbose)), _no_retracing_warnings():
         return _load_or_train(trial, profile, folder, retrain, verbose, callbacks, cached_features, strategy)
+
+
+@contextlib.contextmanager
+def _holding(lock: filelock.FileLock, name: str, folder: Path, notice_every_s: float = 60.0, announce: bool = True):
+    """Hold ``lock`` for the block. When another process holds it, wait; with ``announce``
+    (``verbose``: the command line), say so on stderr, and for what, repeating the notice
+    every ``notice_every_s`` seconds. A chapter (``verbose=0``) waits quietly, so its
+    outputs do not depend on which notebook got to a trial first."""
+    try:
+        lock.acquire(timeout=0)
+    except filelock.Timeout:
+        if not announce:
+            lock.acquire()
+            try:
+                yield
+            finally:
+                lock.release()
+            return
+        print(
+            f"waiting: another process (a notebook, a terminal, a test worker) is running trial {name!r}"
+            f" into {folder} and holds {lock.lock_file}; this run goes on when that one ends, then loads"
+            " its result or resumes from its checkpoint",
+            file=sys.stderr,
+            flush=True,
+        )
+        started = time.monotonic()
+        while True:
+            try:
+                lock.acquire(timeout=notice_every_s)
+                break
+            except filelock.Timeout:
+                minutes = (time.monotonic() - started) / 60
+                print(f"still waiting for trial {name!r} ({minutes:.0f} min so far)", file=sys.stderr, flush=True)
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 def _load_or_train(trial, profile, folder, retrain, verbose, callbacks, cached_features, strategy) -> TrialResult:
@@ -628,16 +747,12 @@ def _load_or_train(trial, profile, folder, retrain, verbose, callbacks, cached_f
         raise ValueError(f"trial {trial.name!r} augments its images, so the head cannot train on cached features")
     checkpoint = folder / CHECKPOINT_DIR
     checkpoint.mkdir(parents=True, exist_ok=True)
-    state_path = checkpoint / "state.json"
-    if state_path.is_file():
-        state = json.loads(state_path.read_text())
-        _check_identity(checkpoint, identity, state["identity"])
-    else:
+    state, saved_weights = _last_checkpoint(checkpoint, identity)
+    if state is None:
         state = {"identity": identity, "phase": "head", "epochs_done": 0, "history": {}, "wall_s": {}}
 
     def save(fit_model):
-        _atomic_save_weights(fit_model, checkpoint / "latest.weights.h5")
-        data.write_text_atomically(state_path, json.dumps(state, indent=1))
+        _commit_checkpoint(checkpoint, fit_model, state)
 
     gpu = _on_gpu()
     # Mixed precision (with loss scaling) only where the trial asks for it, and only on a GPU.
@@ -655,14 +770,23 @@ def _load_or_train(trial, profile, folder, retrain, verbose, callbacks, cached_f
     runtime.check_device(effective, profile, split.sizes(), gpu)
     train_images, val_images = _phase_datasets(effective, split)
     with strategy.scope():
-        model = model_lib.build(effective, profiles.weights_file(profile), mixed_precision=mixed_precision)
+        try:
+            model = model_lib.build(effective, profiles.weights_file(profile), mixed_precision=mixed_precision)
+        except Exception as error:  # Keras' download failure is a bare Exception
+            if "URL fetch failure" not in str(error):
+                raise
+            raise ConnectionError(
+                f"could not download ResNet50's ImageNet weights ({' '.join(str(error).split())[:300]}); check the"
+                f" network and run again, or download {profiles.KERAS_RESNET50_FILES[False]} elsewhere and set"
+                " WOOF_WEIGHTS to its path (WOOF_WEIGHTS=none trains from random weights)"
+            ) from error
         probing = probe(model)
         head_model = model_lib.head_model(model) if use_cache else model
         model_lib.compile_model(
             head_model, effective.head_optimizer, effective.head_learning_rate, jit_compile=jit["head"]
         )
         if state["phase"] == "head" and state["epochs_done"] > 0:  # resume the head phase
-            head_model.load_weights(checkpoint / "latest.weights.h5")
+            _restore(head_model, saved_weights)
 
     # Phase 1: the head, on a frozen base.
     if state["phase"] == "head" and state["epochs_done"] < effective.head_epochs:
@@ -690,7 +814,7 @@ def _load_or_train(trial, profile, folder, retrain, verbose, callbacks, cached_f
                 model, effective.fine_tune_optimizer, effective.fine_tune_learning_rate, jit_compile=jit["fine_tune"]
             )
             if state["epochs_done"] > effective.head_epochs:  # resume the fine-tuning phase
-                model.load_weights(checkpoint / "latest.weights.h5")
+                _restore(model, saved_weights)
         _fit_epochs(
             "fine_tune",
             model,
@@ -731,16 +855,130 @@ def _load_or_train(trial, profile, folder, retrain, verbose, callbacks, cached_f
         created=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         path=folder,
     )
-    # An uncompiled twin shares the layers, so the file holds the weights without the optimizer's state.
-    _atomic_save_weights(keras.Model(model.inputs, model.outputs, name=model.name), folder / WEIGHTS_FILE)
-    figure = plots.trial_curves(result)
-    figure.savefig(folder / CURVES_FILE, dpi=100)
     import matplotlib.pyplot as plt
 
-    plt.close(figure)
-    data.write_text_atomically(folder / RESULT_FILE, result.to_json())
+    figure = plots.trial_curves(result)
+    try:
+        # An uncompiled twin shares the layers, so the file holds the weights without the optimizer's state.
+        _atomic_save_weights(keras.Model(model.inputs, model.outputs, name=model.name), folder / WEIGHTS_FILE)
+        with data.replacing(folder / CURVES_FILE, ".png") as tmp:
+            figure.savefig(tmp, dpi=100)
+        data.write_text_atomically(folder / RESULT_FILE, result.to_json())  # last: it marks the trial finished
+    except OSError as error:
+        raise _os_error(
+            error,
+            f"could not save the result of trial {trial.name!r} in {folder} ({_reason(error)[1]});"
+            f" its checkpoint (all {effective.epochs} epochs) is kept: free some space and run the trial"
+            " again to save the result without training",
+        ) from error
+    finally:
+        plt.close(figure)
     shutil.rmtree(checkpoint)
     return result
+
+
+def _committed(checkpoint: Path) -> list[Path]:
+    """The committed epoch folders of ``checkpoint`` (``epoch-<n>``), oldest first."""
+    found = [p for p in checkpoint.glob("epoch-*") if p.is_dir() and p.name[len("epoch-") :].isdigit()]
+    return sorted(found, key=lambda p: int(p.name[len("epoch-") :]))
+
+
+def _last_checkpoint(checkpoint: Path, identity: dict) -> tuple[dict | None, Path | None]:
+    """The state and the weights file of the last committed epoch in ``checkpoint``, or
+    ``(None, None)`` when there is none. Removes the temporary folder of a checkpoint whose
+    writing was cut short (the caller holds the trial's lock, so no one is writing it).
+    Raises :class:`DamagedFileError` naming a file that cannot be read, and ``ValueError``
+    when the checkpoint is another run's."""
+    for unfinished in checkpoint.glob(".epoch-*"):
+        shutil.rmtree(unfinished, ignore_errors=True)
+    committed = _committed(checkpoint)
+    if not committed:
+        if (checkpoint / CHECKPOINT_STATE).exists():
+            raise DamagedFileError(
+                f"{checkpoint} holds a checkpoint in an older layout (state.json beside the weights, which a"
+                f" killed run could leave out of step); run the trial again with {RETRAIN_HINT} to start it over"
+            )
+        return None, None
+    state_path, weights = committed[-1] / CHECKPOINT_STATE, committed[-1] / CHECKPOINT_WEIGHTS
+    if not state_path.is_file():
+        raise _damaged(state_path)
+    try:
+        state = json.loads(state_path.read_text())
+        for key, kind in (
+            ("identity", dict),
+            ("phase", str),
+            ("epochs_done", int),
+            ("history", dict),
+            ("wall_s", dict),
+        ):
+            if not isinstance(state[key], kind):
+                raise TypeError(f"{key} is not a {kind.__name__}")
+    except (ValueError, KeyError, TypeError) as error:
+        raise _damaged(state_path, error) from error
+    _check_identity(checkpoint, identity, state["identity"])
+    if not weights.is_file():
+        raise _damaged(weights)
+    return state, weights
+
+
+def _commit_checkpoint(checkpoint: Path, fit_model: keras.Model, state: dict) -> None:
+    """Save ``fit_model``'s weights (with its optimizer's state) and ``state`` as one unit:
+    both are written into a temporary folder, which is renamed to ``epoch-<n>`` only when
+    both are complete; then the older epochs are removed. Killed at any moment, or stopped
+    by a full disk, it leaves the last committed epoch whole (an ``OSError`` says so)."""
+    epoch = state["epochs_done"]
+    final = checkpoint / f"epoch-{epoch:04d}"
+    staging = checkpoint / f".epoch-{epoch:04d}.tmp-{os.getpid()}-{secrets.token_hex(4)}"
+    try:
+        staging.mkdir()
+        fit_model.save_weights(staging / CHECKPOINT_WEIGHTS)
+        (staging / CHECKPOINT_STATE).write_text(json.dumps(state, indent=1))
+        if final.exists():
+            shutil.rmtree(final)
+        staging.rename(final)
+    except OSError as error:
+        _close_files_left_open(staging)
+        shutil.rmtree(staging, ignore_errors=True)
+        kept = _committed(checkpoint)
+        kept_text = (
+            f"the checkpoint after epoch {int(kept[-1].name[len('epoch-') :])} is kept"
+            if kept
+            else "no checkpoint is kept"
+        )
+        raise _os_error(
+            error,
+            f"could not save the checkpoint after epoch {epoch} in {checkpoint} ({_reason(error)[1]});"
+            f" {kept_text}. Free some space (or make the folder writable) and run the trial again: it resumes"
+            " from there",
+        ) from error
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    for older in _committed(checkpoint)[:-1]:
+        shutil.rmtree(older, ignore_errors=True)
+
+
+def _close_files_left_open(folder: Path) -> None:
+    """Close the HDF5 files under ``folder`` that a failed ``save_weights`` left open, after
+    emptying them. On a full disk, h5py would otherwise try to write them again when the
+    process ends, fail, and crash the interpreter (a segmentation fault)."""
+    import h5py
+
+    for path in folder.glob("*"):
+        with contextlib.suppress(OSError):
+            os.truncate(path, 0)  # frees the space, so the closing writes below fit
+    for file_id in h5py.h5f.get_obj_ids(types=h5py.h5f.OBJ_FILE):
+        with contextlib.suppress(Exception):
+            if Path(os.fsdecode(file_id.name)).is_relative_to(folder):
+                h5py.File(file_id).close()
+
+
+def _restore(fit_model: keras.Model, weights: Path) -> None:
+    """Load a checkpoint's weights (and optimizer state) into ``fit_model``."""
+    try:
+        fit_model.load_weights(weights)
+    except Exception as error:  # h5py's OSError for garbage or a cut file; Keras' ValueError for another model's
+        raise _damaged(weights, error) from error
 
 
 def _profile_record(profile: profiles.Profile) -> dict:
@@ -756,9 +994,13 @@ def _profile_record(profile: profiles.Profile) -> dict:
 
 def _check_identity(where: Path, wanted: dict, found: dict) -> None:
     if json.loads(json.dumps(wanted)) != found:
+        try:
+            name = repr(found["trial"]["name"])
+        except (KeyError, TypeError):
+            name = "a trial"
         raise ValueError(
-            f"{where} holds a run of {found['trial']['name']!r} with other settings or another profile;"
-            " pass retrain=True to replace it, or choose another results folder"
+            f"{where} holds a run of {name} with other settings or another profile; pass {RETRAIN_HINT}"
+            " to replace it, or choose another results folder (results=, on the command line --results)"
         )
 
 
@@ -772,5 +1014,11 @@ def load_model(result: TrialResult) -> keras.Model:
     model = model_lib.build(effective, None, mixed_precision=False)
     if effective.fine_tune:
         model_lib.unfreeze(model, effective.fine_tune)
-    model.load_weights(result.path / WEIGHTS_FILE)
+    weights = Path(result.path) / WEIGHTS_FILE
+    if not weights.is_file():
+        raise _damaged(weights)
+    try:
+        model.load_weights(weights)
+    except Exception as error:  # h5py's OSError for garbage or a cut file
+        raise _damaged(weights, error) from error
     return model
