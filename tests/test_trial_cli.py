@@ -24,6 +24,18 @@ def run_cli(*args: str, env_extra: dict[str, str] | None = None) -> subprocess.C
     )
 
 
+# Small enough to train in seconds (a few images per class, 32 px, one epoch).
+TINY = {
+    "WOOF_SYNTHETIC_TRAIN_PER_CLASS": "3",
+    "WOOF_SYNTHETIC_VAL_PER_CLASS": "5",
+    "WOOF_SYNTHETIC_SHORTEST_SIDE_PX": "40",
+    "WOOF_IMAGE_SIZE_PX": "32",
+    "WOOF_BATCH_SIZE": "4",
+    "WOOF_EPOCHS": "1",
+    "WOOF_MAX_IMAGES_PER_CLASS": "none",
+}
+
+
 def test_an_unknown_trial_is_refused_with_the_valid_names():
     done = run_cli("run-trial", "trial9")
     assert done.returncode == 2
@@ -31,16 +43,7 @@ def test_an_unknown_trial_is_refused_with_the_valid_names():
 
 
 def test_run_trial_trains_headless_and_writes_the_result_files(tmp_path):
-    tiny = {
-        "WOOF_DATA_DIR": str(tmp_path / "data"),
-        "WOOF_RESULTS_DIR": str(tmp_path / "results"),
-        "WOOF_SYNTHETIC_TRAIN_PER_CLASS": "3",
-        "WOOF_SYNTHETIC_VAL_PER_CLASS": "5",
-        "WOOF_SYNTHETIC_SHORTEST_SIDE_PX": "40",
-        "WOOF_IMAGE_SIZE_PX": "32",
-        "WOOF_BATCH_SIZE": "4",
-        "WOOF_EPOCHS": "1",
-    }
+    tiny = {**TINY, "WOOF_DATA_DIR": str(tmp_path / "data"), "WOOF_RESULTS_DIR": str(tmp_path / "results")}
     done = run_cli("run-trial", "trial1", "--profile", "smoke", env_extra=tiny)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "Profile: smoke" in done.stdout
@@ -53,16 +56,6 @@ def test_run_trial_trains_headless_and_writes_the_result_files(tmp_path):
 
 
 # --- in this process, with the small stand-in for ResNet50 (tests/stand_ins.py) ---------
-
-TINY = {
-    "WOOF_SYNTHETIC_TRAIN_PER_CLASS": "3",
-    "WOOF_SYNTHETIC_VAL_PER_CLASS": "5",
-    "WOOF_SYNTHETIC_SHORTEST_SIDE_PX": "40",
-    "WOOF_IMAGE_SIZE_PX": "32",
-    "WOOF_BATCH_SIZE": "4",
-    "WOOF_EPOCHS": "1",
-    "WOOF_MAX_IMAGES_PER_CLASS": "none",
-}
 
 
 @pytest.fixture(scope="module")
