@@ -103,14 +103,6 @@ class Profile:
         and ImageNet's weights. A mirror of the archive is fine; stand-in weights are not."""
         return self.real_data and self.imagenet_weights
 
-    def data_source(self) -> str:
-        """Where this profile's images come from, in words (with the URL or folder)."""
-        if not self.real_data:
-            return "generated Imagewoof-shaped images, not photographs"
-        from woofhelpers import data  # local import: data imports profiles
-
-        return f"the real Imagewoof archive {self.dataset!r} from {data.archive_url(self.dataset, self)}"
-
     def describe(self) -> str:
         """A few lines, each under 80 characters (the width of the book's code column), that
         say plainly what this profile is and what its numbers mean."""
@@ -244,7 +236,7 @@ def _parse(field: dataclasses.Field, text: str, source: str):
     """Turn an environment variable's text into the field's type."""
     if field.name == "data_dir":
         return Path(text).expanduser()
-    if field.name in ("weights", "archive_mirror", "max_images_per_class") and text.lower() in ("", "none"):
+    if field.name in ("weights", "archive_mirror") and text.lower() in ("", "none"):
         return None
     if field.name in ("weights", "archive_mirror"):
         return text
