@@ -4,7 +4,7 @@
     .venv/bin/python benchmarks/bench.py --suite-total   # ... and time the README's `make test` command
     .venv/bin/python benchmarks/bench.py --quick         # a reduced run that proves the script works
 
-Sections (``--only pipeline,head,memory,suite,gpu``):
+Sections (``--only pipeline,head,memory,suite,gpu,crop``):
 
 1. pipeline: images/s delivered as 160 px batches from JPEGs whose shortest side is 320 px:
    (a) ``keras.utils.image_dataset_from_directory``, (b) ``wh.pipeline.dataset`` (no cache;
@@ -17,6 +17,9 @@ Sections (``--only pipeline,head,memory,suite,gpu``):
    copy, so nothing in the working tree changes) and, with ``--suite-total``, the time of
    ``python -m pytest`` (what ``make test`` runs).
 5. gpu: ResNet50 training step, float32 vs mixed precision + XLA (only with a GPU).
+6. crop: cutting a centred square while the JPEG is decoded (``decode_and_crop_jpeg``) vs
+   decoding the whole JPEG and slicing; and ``wh.pipeline.dataset`` with ``crop="centre"``
+   and ``crop="random"`` vs the default ``"squash"``.
 
 Variants are alternated (A B A B ...) and each ratio is the median of per-round ratios,
 because absolute times on a shared machine drift. Times are never asserted anywhere.
@@ -548,9 +551,80 @@ def bench_gpu(results: Results, rounds: int) -> None:
     )
 
 
+# --- 6. decode-time crops ---------------------------------------------------------------------
+
+
+def bench_crop(results: Results, split, rounds: int, size: int, batch: int, label: str = "synthetic JPEGs") -> None:
+    """What cutting the square at decode time saves. (d) ``decode_jpeg`` of the whole file,
+    then a slice to the centred square; (e) ``decode_and_crop_jpeg`` of that square only:
+    libjpeg never decodes the rows below the window and skips the inverse DCT and colour
+    conversion of the columns beside it. Both at full scale and at the half scale the
+    pipeline uses for 320 px files and a 160 px target. Then the whole pipeline (no cache)
+    with each ``crop``."""
+    import tensorflow as tf
+
+    paths = [str(p) for p in split.paths("train")]
+
+    def decode_ds(fused: bool, ratio: int):
+        def one(path):
+            contents = tf.io.read_file(path)
+            shape = tf.image.extract_jpeg_shape(contents)
+            side = tf.minimum(shape[0], shape[1])
+            window = tf.stack([(shape[0] - side) // 2, (shape[1] - side) // 2, side, side]) // ratio
+            if fused:
+                image = tf.image.decode_and_crop_jpeg(contents, window, channels=3, ratio=ratio)
+            else:
+                image = tf.io.decode_jpeg(contents, channels=3, ratio=ratio)
+                image = image[window[0] : window[0] + window[2], window[1] : window[1] + window[3]]
+            return tf.shape(image)  # square crops of varying sides: batch their shapes (as section 1)
+
+        ds = tf.data.Dataset.from_tensor_slices(paths).map(one, num_parallel_calls=AUTOTUNE)
+        return ds.batch(batch).prefetch(AUTOTUNE)
+
+    def woof_ds(crop: str):
+        return wh.pipeline.dataset(split, "train", image_size_px=size, batch_size=batch, shuffle=True, crop=crop)
+
+    variants = {
+        "d1": lambda: decode_ds(False, 1),
+        "e1": lambda: decode_ds(True, 1),
+        "d2": lambda: decode_ds(False, 2),
+        "e2": lambda: decode_ds(True, 2),
+        "squash": lambda: woof_ds("squash"),
+        "centre": lambda: woof_ds("centre"),
+        "random": lambda: woof_ds("random"),
+    }
+    for make in variants.values():  # warm-up: page cache and traces
+        _epoch_images_per_s(make())
+    speeds: dict[str, list[float]] = {k: [] for k in variants}
+    cpu: dict[str, list[float]] = {k: [] for k in variants}
+    for r in range(rounds):
+        for key, make in variants.items():
+            wall, ms = _epoch_images_per_s(make())
+            speeds[key].append(wall)
+            cpu[key].append(ms)
+        print(
+            f"  round {r + 1}/{rounds}: "
+            + ", ".join(f"{k} {speeds[k][-1]:.0f}/s {cpu[k][-1]:.2f} ms" for k in variants),
+            flush=True,
+        )
+
+    def ips(k):
+        return f"{statistics.median(speeds[k]):.0f} img/s, {statistics.median(cpu[k]):.2f} CPU-ms/img"
+
+    def row(what, num, den):
+        ratio = _median_ratio(speeds[num], speeds[den])
+        cpu_ratio = _median_ratio(cpu[den], cpu[num])  # less CPU per image = faster
+        results.add(Row("6 crop", f"{what}, {label}", ips(num), ips(den), ratio, cpu_ratio))
+
+    row("(e) decode_and_crop_jpeg / (d) decode_jpeg then slice, centre square, full scale", "e1", "d1")
+    row("(e) decode_and_crop_jpeg / (d) decode_jpeg then slice, centre square, ratio=2", "e2", "d2")
+    row(f"wh.pipeline.dataset crop='centre' / crop='squash', {size} px, no cache", "centre", "squash")
+    row(f"wh.pipeline.dataset crop='random' / crop='squash', {size} px, no cache", "random", "squash")
+
+
 # --- main -------------------------------------------------------------------------------------
 
-SECTIONS = ("pipeline", "head", "memory", "suite", "gpu")
+SECTIONS = ("pipeline", "head", "memory", "suite", "gpu", "crop")
 
 
 def main(argv: list[str] | None = None) -> Results:
@@ -609,6 +683,14 @@ def main(argv: list[str] | None = None) -> Results:
         if "gpu" in sections:
             print("5. GPU", flush=True)
             bench_gpu(results, rounds)
+        if "crop" in sections:
+            print("6. decode-time crops", flush=True)
+            split = bench_data(scratch, 40 if q else 500, 96 if q else 320)
+            bench_crop(results, split, rounds, 48 if q else 160, 8 if q else 32)
+            if not q and REAL_SAMPLE.is_dir():
+                real = real_sample_split(REAL_SAMPLE, 23, work / "real-sample-crop")
+                print(f"6b. decode-time crops on {len(real.parts['train'])} links to the real photos of {REAL_SAMPLE}")
+                bench_crop(results, real, rounds, 160, 32, label="real photos")
     finally:
         shutil.rmtree(work, ignore_errors=True)
     print()

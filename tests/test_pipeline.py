@@ -360,3 +360,223 @@ def test_an_empty_part_is_refused_naming_it(split, tf):
 def test_an_unknown_part_is_refused(split, tf):
     with pytest.raises(ValueError, match="valid"):
         wh.pipeline.dataset(split, "valid", image_size_px=SIZE, batch_size=8)
+
+
+# --- squash or crop ---------------------------------------------------------------------------
+
+
+def textured_jpeg_bytes(size=(100, 60), fmt="JPEG", seed=0, cell_px=6):
+    """A smooth random colour texture (blobs of about ``cell_px``), so that any shift of a
+    crop changes the pixels."""
+    rng = np.random.default_rng(seed)
+    coarse = rng.uniform(0, 255, (size[1] // cell_px + 2, size[0] // cell_px + 2, 3)).astype(np.uint8)
+    image = Image.fromarray(coarse).resize(size, Image.BICUBIC)
+    buffer = io.BytesIO()
+    image.save(buffer, format=fmt, quality=95)
+    return buffer.getvalue()
+
+
+def write(tmp_path, name, data):
+    path = tmp_path / name
+    path.write_bytes(data)
+    return str(path)
+
+
+def resized_uint8(image, tf):
+    """What the pipeline does after decoding: bilinear resize to SIZE, round, uint8."""
+    resized = tf.image.resize(image, (SIZE, SIZE), method="bilinear")
+    return tf.cast(tf.round(tf.clip_by_value(resized, 0, 255)), tf.uint8).numpy().astype(np.float32)
+
+
+def squash_as_before(path, tf):
+    """The pipeline's squash exactly as it was before crops existed (frozen copy)."""
+    contents = tf.io.read_file(path)
+
+    def jpeg():
+        shape = tf.image.extract_jpeg_shape(contents)
+        shortest = tf.minimum(shape[0], shape[1])
+        index = tf.add_n([tf.cast(shortest >= r * SIZE, tf.int32) for r in (2, 4, 8)])
+        branches = [lambda r=r: tf.io.decode_jpeg(contents, channels=3, ratio=r) for r in (1, 2, 4, 8)]
+        return tf.switch_case(index, branches)
+
+    def other():
+        return tf.io.decode_image(contents, channels=3, expand_animations=False)
+
+    return resized_uint8(tf.cond(tf.io.is_jpeg(contents), jpeg, other), tf)
+
+
+def colour_shares(image):
+    """Shares of the pixels that are clearly red, green or blue."""
+    r, g, b = (image[..., i].astype(int) for i in range(3))
+    return {
+        "red": ((r > g + 60) & (r > b + 60)).mean(),
+        "green": ((g > r + 60) & (g > b + 60)).mean(),
+        "blue": ((b > r + 60) & (b > g + 60)).mean(),
+    }
+
+
+@pytest.mark.parametrize("size", [(150, 50), (300, 100)], ids=["full-scale decode", "half-scale decode"])
+def test_a_centre_crop_of_a_wide_image_keeps_the_middle_third_and_squash_keeps_all_three(tmp_path, size, tf):
+    # Red, green and blue thirds: the centred square of a 3:1 image is the green third.
+    path = write(tmp_path, "wide.JPEG", jpeg_bytes(size=size))
+    centre = wh.pipeline.load_image(path, SIZE, crop="centre").numpy()
+    squashed = wh.pipeline.load_image(path, SIZE, crop="squash").numpy()
+    assert centre.shape == squashed.shape == (SIZE, SIZE, 3)
+    assert colour_shares(centre)["green"] > 0.9, colour_shares(centre)
+    assert all(share > 0.25 for share in colour_shares(squashed).values()), colour_shares(squashed)
+    assert colour_shares(squashed)["green"] < 0.4
+
+
+@pytest.mark.parametrize("size", [(100, 60), (60, 100), (57, 57)], ids=["landscape", "portrait", "square"])
+def test_a_centre_crop_is_the_full_decode_cut_to_its_centre_square_and_resized(tmp_path, size, tf):
+    path = write(tmp_path, "photo.JPEG", textured_jpeg_bytes(size))
+    full = tf.io.decode_jpeg(tf.io.read_file(path), channels=3).numpy()
+    height, width = full.shape[:2]
+    side = min(height, width)
+    top, left = (height - side) // 2, (width - side) // 2
+    expected = resized_uint8(full[top : top + side, left : left + side], tf)
+    # Below twice the target the JPEG is decoded at full scale, and the cut is exact but for
+    # its edges, where libjpeg smooths the (half-resolution) colour from the cut's own pixels.
+    centre = wh.pipeline.load_image(path, SIZE, crop="centre").numpy()
+    np.testing.assert_array_equal(centre[1:-1, 1:-1], expected[1:-1, 1:-1])
+    assert np.abs(centre - expected).mean() < 0.5
+    if size[0] != size[1]:
+        assert np.abs(wh.pipeline.load_image(path, SIZE).numpy() - expected).mean() > 5  # squash differs
+
+
+def test_a_centre_crop_of_a_larger_jpeg_is_decoded_at_half_scale_within_a_few_levels(tmp_path, tf):
+    # 120 >= 2 x 32: decoded at half scale, which averages pixels where a bilinear resize of
+    # the full image samples them (as for squash; see load_image), so the texture is coarse.
+    path = write(tmp_path, "large.JPEG", textured_jpeg_bytes((180, 120), cell_px=20))
+    full = tf.io.decode_jpeg(tf.io.read_file(path), channels=3).numpy()
+    expected = resized_uint8(full[:, 30:150], tf)
+    centre = wh.pipeline.load_image(path, SIZE, crop="centre").numpy()
+    assert np.abs(centre - expected).mean() < 3
+    assert np.abs(wh.pipeline.load_image(path, SIZE).numpy() - expected).mean() > 5
+
+
+@pytest.mark.parametrize(
+    "name, data",
+    [
+        ("png_inside.JPEG", lambda: textured_jpeg_bytes(fmt="PNG")),
+        ("grayscale.JPEG", lambda: jpeg_bytes(mode="L", size=(100, 60))),
+        ("cmyk.JPEG", lambda: jpeg_bytes(mode="CMYK", size=(100, 60))),
+    ],
+)
+def test_centre_crops_of_png_grayscale_and_cmyk_files_are_rgb_cuts_of_the_decoded_image(tmp_path, name, data, tf):
+    path = write(tmp_path, name, data())
+    full = wh.pipeline.decode(tf.io.read_file(path)).numpy()  # the PNG, grayscale or CMYK decode
+    expected = resized_uint8(full[:, 20:80], tf)
+    centre = wh.pipeline.load_image(path, SIZE, crop="centre").numpy()
+    np.testing.assert_array_equal(centre, expected)
+    if name.startswith("grayscale"):
+        assert (centre[..., 0] == centre[..., 1]).all() and (centre[..., 1] == centre[..., 2]).all()
+
+
+def test_squash_is_unchanged_by_the_crop_option(split, odd_dataset, tmp_path, tf):
+    # Every generated file (some grayscale), the PNG, CMYK and grayscale odd files, and a
+    # JPEG large enough for a reduced-scale decode: the values are exactly those of the
+    # pipeline before crops existed, so earlier results and caches stay valid.
+    paths = [str(p) for p in split.paths("validation")]
+    paths += [str(odd_dataset / p) for p in READABLE_ODD]
+    paths.append(write(tmp_path, "large.JPEG", textured_jpeg_bytes((420, 280))))
+    for path in paths:
+        before = squash_as_before(path, tf)
+        np.testing.assert_array_equal(wh.pipeline.load_image(path, SIZE).numpy(), before, err_msg=path)
+        np.testing.assert_array_equal(wh.pipeline.load_image(path, SIZE, crop="squash").numpy(), before)
+    ds = wh.pipeline.dataset(split, "validation", image_size_px=SIZE, batch_size=64, shuffle=False)
+    images = epoch(ds)[0].astype(np.float32)
+    np.testing.assert_array_equal(images, [squash_as_before(str(p), tf) for p in split.paths("validation")])
+
+
+def test_random_crop_windows_stay_inside_the_image_at_60_to_100_percent_of_the_shortest_side(tf):
+    for height, width in ((90, 150), (150, 90), (40, 40), (320, 517)):
+        sides = []
+        for s in range(100):
+            corner, side = wh.pipeline._crop_window(
+                tf.constant([height, width]), "random", wh.pipeline._stateless_seed(s)
+            )
+            (top, left), side = corner.numpy().tolist(), int(side)
+            window = (top, left, side)
+            assert 0 <= top <= height - side and 0 <= left <= width - side, (s, window)
+            assert round(0.6 * min(height, width)) <= side <= min(height, width), (s, window)
+            sides.append(side)
+        assert max(sides) - min(sides) > 0.25 * min(height, width)  # the scale does vary
+
+
+def test_a_random_crop_is_the_cut_its_seed_names_and_two_seeds_give_two_crops(tmp_path, tf):
+    path = write(tmp_path, "photo.JPEG", textured_jpeg_bytes((100, 60)))  # decoded at full scale
+    full = tf.io.decode_jpeg(tf.io.read_file(path), channels=3).numpy()
+    crops = {}
+    for s in (1, 2):
+        corner, side = wh.pipeline._crop_window(tf.constant([60, 100]), "random", wh.pipeline._stateless_seed(s))
+        (top, left), side = corner.numpy().tolist(), int(side)
+        crops[s] = wh.pipeline.load_image(path, SIZE, crop="random", seed=s).numpy()
+        assert crops[s].shape == (SIZE, SIZE, 3) and crops[s].dtype == np.float32
+        expected = resized_uint8(full[top : top + side, left : left + side], tf)
+        np.testing.assert_array_equal(crops[s][1:-1, 1:-1], expected[1:-1, 1:-1])  # the edges: see above
+        assert np.abs(crops[s] - expected).mean() < 0.5
+        np.testing.assert_array_equal(crops[s], wh.pipeline.load_image(path, SIZE, crop="random", seed=s).numpy())
+    assert np.abs(crops[1] - crops[2]).mean() > 5
+
+
+def test_random_crops_in_a_dataset_change_each_epoch_and_are_fixed_by_the_seed(split, tf):
+    options = dict(image_size_px=SIZE, batch_size=16, shuffle=False, crop="random")
+    ds = wh.pipeline.dataset(split, "train", seed=5, **options)
+    (first, labels), (second, _) = epoch(ds), epoch(ds)
+    assert first.shape == (split.sizes()["train"], SIZE, SIZE, 3) and first.dtype == np.uint8
+    assert labels.tolist() == split.labels("train").tolist()
+    changed = [not np.array_equal(a, b) for a, b in zip(first, second, strict=True)]
+    assert sum(changed) > 0.8 * len(changed)  # a new window for (almost) every image
+    again = epoch(wh.pipeline.dataset(split, "train", seed=5, **options))[0]
+    np.testing.assert_array_equal(again, first)  # same seed, same first epoch
+    assert not np.array_equal(epoch(wh.pipeline.dataset(split, "train", seed=6, **options))[0], first)
+
+
+def test_random_crops_are_not_cached(split, tmp_path, tf):
+    for cache in (True, tmp_path / "cache"):
+        with pytest.raises(ValueError, match="crop='random' with cache") as excinfo:
+            wh.pipeline.dataset(split, "train", image_size_px=SIZE, batch_size=8, crop="random", cache=cache)
+        assert "first epoch" in str(excinfo.value)
+    assert not (tmp_path / "cache").exists()
+
+
+@pytest.mark.parametrize("cache", [False, True, "folder"])
+def test_centre_cropped_batches_have_the_documented_shapes_and_are_the_centre_crops(split, cache, tmp_path, tf):
+    cache = tmp_path / "cache" if cache == "folder" else cache
+    options = dict(image_size_px=SIZE, batch_size=8, shuffle=False, crop="centre", cache=cache)
+    ds = wh.pipeline.dataset(split, "validation", **options)
+    assert ds.element_spec[0].shape.as_list() == [None, SIZE, SIZE, 3]
+    for _ in range(2):  # with a cache, the second epoch reads it
+        images, labels = epoch(ds)
+        assert images.shape == (split.sizes()["validation"], SIZE, SIZE, 3) and images.dtype == np.uint8
+        assert labels.tolist() == split.labels("validation").tolist()
+        for image, path in zip(images, split.paths("validation"), strict=True):
+            np.testing.assert_array_equal(image, wh.pipeline.load_image(str(path), SIZE, crop="centre").numpy())
+
+
+def test_the_file_cache_keeps_squashed_and_centre_cropped_images_apart(split, tmp_path, tf):
+    folder = tmp_path / "cache"
+    for crop in ("squash", "centre"):
+        ds = wh.pipeline.dataset(
+            split, "validation", image_size_px=SIZE, batch_size=8, shuffle=False, cache=folder, crop=crop
+        )
+        epoch(ds)
+    assert len(list(folder.iterdir())) == 2 * split.sizes()["validation"]
+    for crop in ("squash", "centre"):  # built on the complete cache: reads only
+        ds = wh.pipeline.dataset(
+            split, "validation", image_size_px=SIZE, batch_size=8, shuffle=False, cache=folder, crop=crop
+        )
+        expected = [wh.pipeline.load_image(str(p), SIZE, crop=crop).numpy() for p in split.paths("validation")]
+        np.testing.assert_array_equal(epoch(ds)[0], expected, err_msg=crop)
+
+
+def test_an_unknown_crop_is_refused_naming_it_and_the_valid_ones(split, tmp_path, tf):
+    path = write(tmp_path, "wide.JPEG", jpeg_bytes())
+    for call in (
+        lambda: wh.pipeline.load_image(path, SIZE, crop="center"),
+        lambda: wh.pipeline.dataset(split, "train", image_size_px=SIZE, batch_size=8, crop="center"),
+    ):
+        with pytest.raises(ValueError, match="crop='center'") as excinfo:
+            call()
+        assert all(repr(crop) in str(excinfo.value) for crop in ("squash", "centre", "random"))

@@ -108,6 +108,30 @@ def test_registry_holds_the_original_trials_as_they_ran():
         "corrected",
         "leakage_free",
     )
+    # the original defined an augmentation and never applied it; the corrected recipe applies it
+    assert corrected.augment and not any(trials.get(name).augment for name in trials.TRIAL_NAMES if name != "corrected")
+
+
+def test_the_ladder_goes_from_trial3_to_the_corrected_recipe_one_named_change_per_rung():
+    import dataclasses
+
+    def settings(trial):
+        return {k: v for k, v in dataclasses.asdict(trial).items() if k not in ("name", "description")}
+
+    rungs = [trials.get(name) for name in trials.LADDER]
+    assert trials.LADDER[-1] == "corrected" and rungs[-1] is trials.get("corrected")
+    assert len(rungs) == len(trials.RUNGS) == 6
+    # rung 0 is trial 3, tested on the honest test set (and in mixed precision, as every rung)
+    assert {k for k, v in settings(rungs[0]).items() if settings(trials.get("trial3"))[k] != v} == {
+        "split",
+        "mixed_precision",
+    }
+    for before, after, (_, _, changes) in zip(rungs[:-1], rungs[1:], trials.RUNGS[1:], strict=True):
+        changed = {k for k, v in settings(after).items() if settings(before)[k] != v}
+        assert changed == set(changes), (after.name, changed)
+    assert all(rung.split == "leakage_free" and rung.mixed_precision for rung in rungs)
+    # registered for get and the command line, but not run by the chapters
+    assert not set(trials.LADDER[:-1]) & set(trials.TRIAL_NAMES)
 
 
 @pytest.mark.parametrize(

@@ -4,7 +4,8 @@ Chapters import it once, as ``import woofhelpers as wh``, and call everything
 through it: ``wh.labels``, ``wh.profiles``, ``wh.data``, ``wh.synthetic``,
 ``wh.splits``, ``wh.pipeline``, ``wh.plots``, ``wh.evaluate``, ``wh.baseline``,
 ``wh.gradcam``, ``wh.ablations``, ``wh.resnet``, ``wh.runtime``, ``wh.model``, ``wh.trials``,
-``wh.original`` (the original exercise's own epoch logs).
+``wh.original`` (the original exercise's own epoch logs), ``wh.published`` (a full run's
+results, published into the book).
 Importing it also imports TensorFlow, when installed, without TensorFlow's C++ start-up
 notices (see ``woofhelpers._quiet``).
 """
@@ -41,8 +42,8 @@ from woofhelpers import (  # noqa: E402
 )
 from woofhelpers.session import setup, versions  # noqa: E402
 
-with _contextlib.suppress(ImportError):  # the model and the trials need Keras
-    from woofhelpers import model, trials  # noqa: E402
+with _contextlib.suppress(ImportError):  # the model, the trials and publishing them need Keras
+    from woofhelpers import model, published, trials  # noqa: E402
 
 __version__ = "0.1.0"
 __all__ = [
@@ -57,6 +58,7 @@ __all__ = [
     "pipeline",
     "plots",
     "profiles",
+    "published",
     "resnet",
     "runtime",
     "setup",

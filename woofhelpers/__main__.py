@@ -1,17 +1,23 @@
-"""Command line: ``python -m woofhelpers run-trial <name> [--profile smoke|full] [--retrain]
-[--results FOLDER] [--debug]``.
+"""Command line, two subcommands:
 
-Runs a registered trial headless, with Keras' progress output, and writes the same result
-files as ``wh.trials.run_trial`` in a chapter (``results/<profile>/<trial>/``, or under
-``--results``). Run it again after an interruption and it resumes from the last finished
-epoch; ``--retrain`` trains it again from the start.
+- ``python -m woofhelpers run-trial <name> [--profile smoke|full] [--retrain] [--results FOLDER]
+  [--debug]`` runs a registered trial headless, with Keras' progress output, and writes the
+  same result files as ``wh.trials.run_trial`` in a chapter (``results/<profile>/<trial>/``,
+  or under ``--results``). Run it again after an interruption and it resumes from the last
+  finished epoch; ``--retrain`` trains it again from the start.
+- ``python -m woofhelpers publish [--profile full] [--results FOLDER] [--out FOLDER]
+  [--only NAME[,NAME]] [--allow-not-real] [--debug]`` runs or loads every registered trial
+  (or those ``--only`` names) and writes their small bundle, which the book shows
+  (``wh.published``), into ``results/published/`` (or ``--out``); it prints the folder and
+  its size. A profile without real data and ImageNet weights is refused unless
+  ``--allow-not-real`` (rehearsals and tests; the bundle then says it is NOT real results).
 
 When something is wrong it says so in one line on stderr, with what to do, and no Python
 traceback (``--debug`` shows one): exit status 2 for a setting or argument that cannot work
 (checked before anything runs), 1 for a run that failed (a download, a full disk, a damaged
 saved file), 130 when interrupted.
 
-Taught in the chapter *Trial 1*.
+Taught in the chapter *Trial 1* (``run-trial``) and the chapter *Results* (``publish``).
 """
 
 from __future__ import annotations
@@ -41,25 +47,44 @@ def _report(error: BaseException) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Parse ``argv`` (default: the command line), run the trial it names, print its test
-    accuracy and where its result files are; return the exit status (0 on success, see the
-    module's docstring for the others)."""
+    """Parse ``argv`` (default: the command line) and run its subcommand: ``run-trial``
+    prints the trial's test accuracy and where its result files are, ``publish`` the
+    bundle's folder and size. Returns the exit status (0 on success, see the module's
+    docstring for the others)."""
     from woofhelpers import profiles, trials
 
     parser = argparse.ArgumentParser(prog="python -m woofhelpers", description="Woof course helpers.")
     commands = parser.add_subparsers(dest="command", required=True)
+    profile_help = "smoke (default, offline) or full (real data, ImageNet weights)"
+    results_help = "results folder (default: results/ of the checkout)"
+    debug_help = "on an error, show Python's traceback"
     run = commands.add_parser("run-trial", help="train and test one trial, save its result files")
     run.add_argument("name", help=f"one of {', '.join(trials.TRIAL_NAMES)}")
-    run.add_argument(
-        "--profile",
-        choices=profiles.PROFILE_NAMES,
-        default=None,
-        help="smoke (default, offline) or full (real data, ImageNet weights)",
-    )
+    run.add_argument("--profile", choices=profiles.PROFILE_NAMES, default=None, help=profile_help)
     run.add_argument("--retrain", action="store_true", help="train again even if a result is saved")
-    run.add_argument("--results", type=_folder, default=None, help="results folder (default: results/ of the checkout)")
-    run.add_argument("--debug", action="store_true", help="on an error, show Python's traceback")
+    run.add_argument("--results", type=_folder, default=None, help=results_help)
+    run.add_argument("--debug", action="store_true", help=debug_help)
+    publish = commands.add_parser(
+        "publish", help="run or load every trial, write their small bundle for the book (results/published/)"
+    )
+    publish.add_argument("--profile", choices=profiles.PROFILE_NAMES, default=None, help=profile_help)
+    publish.add_argument("--results", type=_folder, default=None, help=results_help)
+    publish.add_argument("--out", type=_folder, default=None, help="bundle folder (default: results/published/)")
+    publish.add_argument(
+        "--only",
+        default=None,
+        metavar="NAME[,NAME]",
+        help="only these trials (default: every registered one, the trials and the ladder's rungs)",
+    )
+    publish.add_argument(
+        "--allow-not-real",
+        action="store_true",
+        help="publish from a profile without real data and ImageNet weights: for rehearsals and tests",
+    )
+    publish.add_argument("--debug", action="store_true", help=debug_help)
     args = parser.parse_args(argv)
+    if args.command == "publish":
+        return _publish(args)
     try:
         trial = trials.get(args.name)
     except ValueError as error:
@@ -87,6 +112,43 @@ def main(argv: list[str] | None = None) -> int:
     for which, metrics in result.test.items():
         print(f"test ({which}): accuracy {metrics['accuracy']:.4f}, loss {metrics['loss']:.4f}, {metrics['n']} images")
     print(f"saved in {result.path}")
+    return 0
+
+
+def _publish(args: argparse.Namespace) -> int:
+    """``publish``: check everything that can be checked first (exit 2), then run or load
+    the trials and write the bundle (exit 1 if that fails)."""
+    from woofhelpers import profiles, published
+
+    names = None if args.only is None else [name.strip() for name in args.only.split(",") if name.strip()]
+    try:
+        profile = profiles.use(args.profile)
+        names = published.check_request(profile, names, allow_not_real=args.allow_not_real)
+    except ValueError as error:
+        if args.debug:
+            raise
+        _report(error)
+        return USAGE_ERROR
+    print(profile.describe())
+    try:
+        out = published.publish(
+            profile, out=args.out, names=names, results=args.results, allow_not_real=args.allow_not_real, verbose=1
+        )
+    except KeyboardInterrupt:
+        if args.debug:
+            raise
+        print(
+            "interrupted: the previous bundle, if any, is unchanged; run the same command again (finished trials"
+            " are loaded, an unfinished one resumes from its last finished epoch)",
+            file=sys.stderr,
+        )
+        return INTERRUPTED
+    except Exception as error:
+        if args.debug:
+            raise
+        _report(error)
+        return RUN_FAILED
+    print(f"published {len(names)} trial(s) in {out} ({published.size_kib(out):.0f} KiB)")
     return 0
 
 

@@ -5,7 +5,9 @@ prefetched. Decoding is by content, not by name: grayscale and CMYK JPEGs come o
 as RGB, and a PNG saved with a ``.JPEG`` name decodes as the PNG it is. A JPEG at
 least twice (4x, 8x) the target size on its shortest side is decoded straight to a
 half (quarter, eighth) of its size, which is what makes the pipeline fast (see
-``benchmarks/README.md``). Before
+``benchmarks/README.md``). Each image becomes a square in one of three ways
+(:data:`CROPS`): squashed whole, as the original exercise did (the default), or a
+centred or random square cut out of it while the JPEG is decoded. Before
 training, :func:`scan` decodes every file once with the very same function and
 reports each one that fails (truncated, zero-byte, not an image) by path; those
 are excluded and counted, so an epoch never stops on a bad file.
@@ -60,21 +62,122 @@ def _decode_at_least(contents, image_size_px: int):
     return tf.cond(tf.io.is_jpeg(contents), jpeg, lambda: decode(contents))
 
 
-def _load_uint8(path, image_size_px: int):
-    """Read, decode and resize one file to ``uint8`` of shape (size, size, 3): what one
-    element of the pipeline is, and what the file cache stores."""
+# How an image that is not square becomes a square: "squash" stretches the whole image
+# (the original exercise, and Keras' image_dataset_from_directory); "centre" keeps the
+# largest centred square; "random" keeps a random square of 60-100% of the shortest side.
+CROPS = ("squash", "centre", "random")
+RANDOM_CROP_SCALE = (0.6, 1.0)  # the side of a random crop, as a share of the shortest side
+
+
+def _check_crop(crop: str) -> None:
+    if crop not in CROPS:
+        raise ValueError(f"crop={crop!r}: choose one of {', '.join(repr(c) for c in CROPS)}")
+
+
+def _crop_window(size, crop: str, seed):
+    """``(corner, side)`` of the square that ``crop`` keeps from an image of ``size``
+    (height, width) pixels: ``corner`` is (top, left), int32 of shape (2,), and ``side`` an
+    int32 scalar. A random window is drawn from the stateless ``seed`` (shape (2,)): the
+    same seed, the same window. (Whole vectors, not scalars: every op costs time in the
+    pipeline, once per image.)"""
     import tensorflow as tf
 
-    image = _decode_at_least(tf.io.read_file(path), image_size_px)
+    shortest = tf.reduce_min(size)
+    if crop == "centre":
+        return (size - shortest) // 2, shortest
+    low, high = RANDOM_CROP_SCALE
+    draws = tf.random.stateless_uniform([3], seed=seed)  # in [0, 1): the scale, then the place
+    side = tf.cast(tf.round(tf.cast(shortest, tf.float32) * (low + (high - low) * draws[0])), tf.int32)
+    side = tf.clip_by_value(side, 1, shortest)
+    room = size - side  # how far the window can move down and across
+    return tf.minimum(tf.cast(draws[1:] * tf.cast(room + 1, tf.float32), tf.int32), room), side
+
+
+def _scaled_window(size, corner, side, ratio):
+    """The window ``(top, left, side, side)`` in the pixels of a JPEG decoded at 1/``ratio``
+    scale (libjpeg makes it ``ceil(size / ratio)``): the same centre, the side rounded down."""
+    import tensorflow as tf
+
+    scaled_side = side // ratio
+    # round(centre / ratio - scaled_side / 2), with centre = corner + side / 2, in whole numbers
+    corner = (2 * corner + side - ratio * scaled_side + ratio) // (2 * ratio)
+    corner = tf.clip_by_value(corner, 0, -(-size // ratio) - scaled_side)
+    return tf.concat([corner, tf.fill([2], scaled_side)], 0)
+
+
+def _decode_square(contents, image_size_px: int, crop: str, seed):
+    """Decode only the square window that ``crop`` keeps (:func:`_crop_window`), as
+    ``uint8`` RGB. A JPEG's window is cut while it is decoded
+    (``decode_and_crop_jpeg``: rows below the window are never decoded, columns beside it
+    skip the inverse DCT and colour conversion), at 1/2, 1/4 or 1/8 scale when the window
+    is at least 2, 4 or 8 times the target, as :func:`_decode_at_least` does for the whole
+    image. Other files (PNG, GIF, BMP) are decoded whole and then cut."""
+    import tensorflow as tf
+
+    def jpeg():
+        size = tf.image.extract_jpeg_shape(contents)[:2]
+        corner, side = _crop_window(size, crop, seed)
+        # 0, 1, 2, 3 -> ratio 1, 2, 4, 8: the largest ratio that does not go below the target.
+        index = tf.reduce_sum(tf.cast(side >= tf.constant([2, 4, 8]) * image_size_px, tf.int32))
+        window = _scaled_window(size, corner, side, tf.bitwise.left_shift(1, index))
+        branches = [
+            lambda r=r: tf.image.decode_and_crop_jpeg(contents, window, channels=3, ratio=r) for r in (1, 2, 4, 8)
+        ]
+        return tf.switch_case(index, branches)
+
+    def other():
+        image = decode(contents)
+        corner, side = _crop_window(tf.shape(image)[:2], crop, seed)
+        return tf.slice(image, tf.concat([corner, [0]], 0), tf.stack([side, side, 3]))
+
+    return tf.cond(tf.io.is_jpeg(contents), jpeg, other)
+
+
+def _stateless_seed(seed):
+    """A seed of shape (2,) for ``tf.random.stateless_*``: from an int, a pair, or a tensor
+    of either; ``None`` draws one from TensorFlow's global generator."""
+    import tensorflow as tf
+
+    if seed is None:
+        return tf.random.uniform([2], maxval=2**31 - 1, dtype=tf.int32)
+    seed = tf.cast(tf.convert_to_tensor(seed), tf.int64)
+    return tf.stack([seed, tf.zeros_like(seed)]) if seed.shape.rank == 0 else seed
+
+
+def _load_uint8(path, image_size_px: int, crop: str = "squash", seed=None):
+    """Read, decode, crop (see :data:`CROPS`) and resize one file to ``uint8`` of shape
+    (size, size, 3): what one element of the pipeline is, and what the file cache stores.
+    ``seed`` (shape (2,)) fixes a random crop."""
+    import tensorflow as tf
+
+    contents = tf.io.read_file(path)
+    if crop == "squash":  # the whole image, stretched: the original exercise's pipeline
+        image = _decode_at_least(contents, image_size_px)
+    else:
+        image = _decode_square(contents, image_size_px, crop, _stateless_seed(seed) if crop == "random" else None)
     resized = tf.image.resize(image, (image_size_px, image_size_px), method="bilinear")
     return tf.cast(tf.round(tf.clip_by_value(resized, 0, 255)), tf.uint8)
 
 
-def load_image(path: tf.Tensor | str, image_size_px: int) -> tf.Tensor:
+def load_image(
+    path: tf.Tensor | str, image_size_px: int, *, crop: str = "squash", seed: int | tuple[int, int] | None = None
+) -> tf.Tensor:
     """Read, decode and resize one file to ``float32`` of shape (size, size, 3), values 0-255.
 
-    Resizing stretches to a square, bilinearly, as ``keras.utils.image_dataset_from_directory``
-    does. A JPEG much larger than the target is first decoded at a half, quarter or eighth
+    ``crop`` says how an image that is not square becomes a square (:data:`CROPS`):
+
+    - ``"squash"`` (the default, and the original exercise's): the whole image is stretched
+      to a square, bilinearly, as ``keras.utils.image_dataset_from_directory`` does; a wide
+      dog comes out narrower and taller than it is.
+    - ``"centre"``: the largest centred square is kept and resized; the proportions stay
+      true, the edges of the long side are lost. The usual choice for evaluation.
+    - ``"random"``: a random square, 60-100% of the shortest side, anywhere in the image
+      (a standard training augmentation). ``seed`` (an int) fixes it; ``None`` draws one.
+
+    Both crops are cut while the JPEG is decoded (``tf.image.decode_and_crop_jpeg``), so
+    the pixels they discard are never fully decoded (``benchmarks/README.md``).
+
+    A JPEG much larger than the target is first decoded at a half, quarter or eighth
     of its size (see :func:`_decode_at_least`), so its pixels are averages of the full-size
     ones rather than bilinear samples of them: within a few levels of 255 of Keras's,
     slightly smoother, and cheaper to decode. The resized values are
@@ -83,7 +186,8 @@ def load_image(path: tf.Tensor | str, image_size_px: int) -> tf.Tensor:
     """
     import tensorflow as tf
 
-    return tf.cast(_load_uint8(path, image_size_px), tf.float32)
+    _check_crop(crop)
+    return tf.cast(_load_uint8(path, image_size_px, crop, seed), tf.float32)
 
 
 # Bump when what load_image produces changes, so old cache folders are not reused.
@@ -91,13 +195,16 @@ _CACHE_FORMAT = "2"  # 2: uint8 (1 was float32)
 _GLOB_CHARACTERS = set("*?[\\")
 
 
-def _cache_names(cache_dir: Path, paths: list[str], image_size_px: int) -> list[str]:
+def _cache_names(cache_dir: Path, paths: list[str], image_size_px: int, crop: str = "squash") -> list[str]:
     """One cache file per source file, named by its path, size, modification time, the
-    target size and the cache format: a changed source file gets a new name."""
+    target size, the crop and the cache format: a changed source file gets a new name.
+    (A squashed image's name has no crop in it, as before crops existed, so caches made
+    then are still used.)"""
     names = []
     for path in paths:
         stat = os.stat(path)
         key = f"{_CACHE_FORMAT}|{os.path.abspath(path)}|{stat.st_size}|{stat.st_mtime_ns}|{image_size_px}"
+        key += "" if crop == "squash" else f"|{crop}"
         names.append(str(cache_dir / (hashlib.sha256(key.encode()).hexdigest()[:32] + ".tensor")))
     return names
 
@@ -132,12 +239,12 @@ def _read_cached(cached, image_size_px: int):
     return tf.ensure_shape(image, (image_size_px, image_size_px, 3))
 
 
-def _make_cached(path, cached, tmp, image_size_px: int):
-    """Decode and resize ``path``, write the result to ``tmp``, rename ``tmp`` to
+def _make_cached(path, cached, tmp, image_size_px: int, crop: str = "squash"):
+    """Decode, crop and resize ``path``, write the result to ``tmp``, rename ``tmp`` to
     ``cached`` once it is complete, and return the image."""
     import tensorflow as tf
 
-    image = _load_uint8(path, image_size_px)
+    image = _load_uint8(path, image_size_px, crop)
     written = tf.io.write_file(tmp, tf.io.serialize_tensor(image))
     with tf.control_dependencies([written]):
         renamed = tf.py_function(_publish, [tmp, cached], tf.bool)
@@ -236,6 +343,7 @@ def dataset(
     augment: bool = False,
     seed: int = 0,
     cache: bool | str | os.PathLike = False,
+    crop: str = "squash",
 ) -> tf.data.Dataset:
     """A batched ``tf.data.Dataset`` of ``(images, labels)`` for one part of ``split``.
 
@@ -258,9 +366,21 @@ def dataset(
     than decoding (``benchmarks/README.md``). Scan the split
     first (:func:`scan`): an unreadable file here stops the epoch, by design, rather
     than being skipped silently.
+
+    ``crop`` is how each image becomes a square (see :func:`load_image`): ``"squash"``
+    (the default, the original exercise's), ``"centre"`` (evaluation) or ``"random"``
+    (training: a new window for every image in every epoch, the windows fixed by ``seed``
+    as the order is). Random crops cannot be cached: a cache would give every epoch the
+    first epoch's windows.
     """
     import tensorflow as tf
 
+    _check_crop(crop)
+    if crop == "random" and cache:
+        raise ValueError(
+            f"crop='random' with cache={cache!r}: a cache would give every epoch the first epoch's"
+            " random crops; cache crop='centre' or 'squash' images, or leave cache=False"
+        )
     if image_size_px < 32:
         raise ValueError(f"image_size_px={image_size_px}: ResNet50 needs at least 32")
     if batch_size < 1:
@@ -271,7 +391,7 @@ def dataset(
     shuffle = part == "train" if shuffle is None else shuffle
     if cache is True:
         ds = tf.data.Dataset.from_tensor_slices((paths, split.labels(part)))
-        ds = ds.map(lambda p, y: (_load_uint8(p, image_size_px), y), num_parallel_calls=AUTOTUNE).cache()
+        ds = ds.map(lambda p, y: (_load_uint8(p, image_size_px, crop), y), num_parallel_calls=AUTOTUNE).cache()
         if shuffle:
             # After the cache, or every epoch would replay the first epoch's order. The
             # buffer holds references to the cached images, not copies.
@@ -285,7 +405,7 @@ def dataset(
                 raise ValueError(f"cache={str(cache)!r} is a file; pass a folder for the resized images")
             cache_dir.mkdir(parents=True, exist_ok=True)
             _remove_abandoned_temporaries(cache_dir)
-            cached = _cache_names(cache_dir, paths, image_size_px)
+            cached = _cache_names(cache_dir, paths, image_size_px, crop)
             have = [os.path.isfile(c) for c in cached]  # left by an earlier run, whole
             labels = split.labels(part)
             if all(have):  # only read: one cached file per image, no Python call per image
@@ -303,16 +423,24 @@ def dataset(
                     image = tf.cond(
                         tf.logical_or(complete, h),
                         lambda: _read_cached(c, image_size_px),
-                        lambda: _make_cached(p, c, t, image_size_px),
+                        lambda: _make_cached(p, c, t, image_size_px, crop),
                     )
                     return image, y
 
                 columns = (paths, labels, cached, [c + token for c in cached], have)
                 ds = _shuffled(columns, shuffle, seed).map(load, num_parallel_calls=AUTOTUNE)
                 ds = ds.concatenate(_mark_when_exhausted(complete, ds.element_spec))
+        elif crop == "random":
+            # One stateless seed per image, drawn in order before the parallel map and anew
+            # each epoch: the windows are fixed by ``seed`` whatever the threads do.
+            ds = _shuffled((paths, split.labels(part)), shuffle, seed)
+            draws = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2, drop_remainder=True)
+            ds = tf.data.Dataset.zip(ds, draws).map(
+                lambda item, s: (_load_uint8(item[0], image_size_px, crop, s), item[1]), num_parallel_calls=AUTOTUNE
+            )
         else:
             ds = _shuffled((paths, split.labels(part)), shuffle, seed)
-            ds = ds.map(lambda p, y: (_load_uint8(p, image_size_px), y), num_parallel_calls=AUTOTUNE)
+            ds = ds.map(lambda p, y: (_load_uint8(p, image_size_px, crop), y), num_parallel_calls=AUTOTUNE)
     ds = ds.batch(batch_size)
     if augment:  # Keras' augmentation layers work in float32
         layers = augmentation()

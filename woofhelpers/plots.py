@@ -322,17 +322,24 @@ def _draw_history(axes, history: dict, metrics: tuple[str, str], labels: tuple[s
         ax.grid(alpha=0.3)
 
 
-def trial_curves(result: TrialResult, title: str | None = None) -> Figure:
-    """Learning curves of a trial's two phases in one figure (accuracy and loss, training
-    and validation), with the start of fine-tuning marked. ``result`` is a
-    ``wh.trials.TrialResult``. Taught in the trial chapters."""
+def history_curves(history: dict, title: str) -> Figure:
+    """Learning curves of a training history in one figure (accuracy and loss, training
+    and validation), with the start of fine-tuning marked. ``history`` has the shape of
+    ``wh.trials.TrialResult.history`` (``{"head": {...}, "fine_tune": {...}}``): a saved
+    result's, or a published bundle's (``wh.published.Bundle.curves``)."""
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
-    _draw_history(axes, result.history, ("accuracy", "loss"), ("training", "validation"))
+    _draw_history(axes, history, ("accuracy", "loss"), ("training", "validation"))
     axes[0].legend()
-    profile = result.profile.get("name", "?")
-    fig.suptitle(title or f"{result.name}: learning curves ({profile} profile)")
+    fig.suptitle(title)
     fig.tight_layout()
     return fig
+
+
+def trial_curves(result: TrialResult, title: str | None = None) -> Figure:
+    """:func:`history_curves` of a trial's result (a ``wh.trials.TrialResult``), titled
+    with its name and profile. Taught in the trial chapters."""
+    profile = result.profile.get("name", "?")
+    return history_curves(result.history, title or f"{result.name}: learning curves ({profile} profile)")
 
 
 def _profile_label(result: TrialResult) -> str:
