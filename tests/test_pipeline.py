@@ -332,6 +332,23 @@ def test_a_first_epoch_stopped_half_way_leaves_whole_files_and_the_next_dataset_
     assert all(files[name].read_bytes() == data for name, data in whole.items())  # reused, not rewritten
 
 
+def test_augmented_epochs_depend_only_on_the_seed(split, tf):
+    """The corrected recipe augments: a resumed run, or a rerun, must see the very images an
+    uninterrupted run saw, and another epoch (another seed) other ones."""
+
+    def epoch(seed):
+        ds = wh.pipeline.dataset(split, "train", image_size_px=SIZE, batch_size=4, augment=True, seed=seed)
+        return np.concatenate([images.numpy() for images, _ in ds])
+
+    first, again, other = epoch(3), epoch(3), epoch(4)
+    assert np.array_equal(first, again)
+    assert not np.array_equal(first, other)
+    plain = np.concatenate(
+        [i.numpy() for i, _ in wh.pipeline.dataset(split, "train", image_size_px=SIZE, batch_size=4, seed=3)]
+    )
+    assert first.shape == plain.shape and not np.allclose(first, plain)  # it does augment
+
+
 def test_augmentation_keeps_shapes_and_labels(split, tf):
     ds = wh.pipeline.dataset(split, "test", image_size_px=SIZE, batch_size=4, augment=True)
     images, labels = epoch(ds)

@@ -324,12 +324,14 @@ def scan(split: Split, *, verbose: bool = True) -> tuple[Split, ScanReport]:
     return split.without(list(unreadable)), report
 
 
-def augmentation() -> keras.Sequential:
+def augmentation(seed: int | None = None) -> keras.Sequential:
     """The augmentation the original exercise defined (and never applied): a horizontal
-    flip and a rotation of up to 0.2 of a full turn, as Keras layers."""
+    flip and a rotation of up to 0.2 of a full turn, as Keras layers. With ``seed`` the
+    draws are fixed: the same seed, applied to the same batches in the same order, gives
+    the same images (each call still draws afresh)."""
     import keras
 
-    flip_and_turn = [keras.layers.RandomFlip("horizontal"), keras.layers.RandomRotation(0.2)]
+    flip_and_turn = [keras.layers.RandomFlip("horizontal", seed=seed), keras.layers.RandomRotation(0.2, seed=seed)]
     return keras.Sequential(flip_and_turn, name="augmentation")
 
 
@@ -443,6 +445,9 @@ def dataset(
             ds = ds.map(lambda p, y: (_load_uint8(p, image_size_px, crop), y), num_parallel_calls=AUTOTUNE)
     ds = ds.batch(batch_size)
     if augment:  # Keras' augmentation layers work in float32
-        layers = augmentation()
-        ds = ds.map(lambda x, y: (layers(tf.cast(x, tf.float32), training=True), y), num_parallel_calls=AUTOTUNE)
+        # Seeded, and one batch after the other (no parallel calls): the layers' random state
+        # advances batch by batch, so an epoch's augmented images depend only on ``seed``,
+        # as its order does, and a resumed run sees what an uninterrupted one saw.
+        layers = augmentation(seed)
+        ds = ds.map(lambda x, y: (layers(tf.cast(x, tf.float32), training=True), y))
     return ds.prefetch(AUTOTUNE)
