@@ -5,7 +5,8 @@ through it: ``wh.labels``, ``wh.profiles``, ``wh.data``, ``wh.synthetic``,
 ``wh.splits``, ``wh.pipeline``, ``wh.plots``, ``wh.evaluate``, ``wh.baseline``,
 ``wh.gradcam``, ``wh.ablations``, ``wh.resnet``, ``wh.runtime``, ``wh.model``, ``wh.trials``,
 ``wh.original`` (the original exercise's own epoch logs), ``wh.published`` (a full run's
-results, published into the book).
+results, published into the book), ``wh.predict`` (classify a photo of your own) and
+``wh.export`` (a Keras file and TensorFlow Lite).
 Importing it also imports TensorFlow, when installed, without TensorFlow's C++ start-up
 notices (see ``woofhelpers._quiet``).
 """
@@ -42,8 +43,8 @@ from woofhelpers import (  # noqa: E402
 )
 from woofhelpers.session import setup, versions  # noqa: E402
 
-with _contextlib.suppress(ImportError):  # the model, the trials and publishing them need Keras
-    from woofhelpers import model, published, trials  # noqa: E402
+with _contextlib.suppress(ImportError):  # the model, the trials, publishing, predicting and exporting need Keras
+    from woofhelpers import export, model, predict, published, trials  # noqa: E402
 
 __version__ = "0.1.0"
 __all__ = [
@@ -51,12 +52,14 @@ __all__ = [
     "baseline",
     "data",
     "evaluate",
+    "export",
     "gradcam",
     "labels",
     "model",
     "original",
     "pipeline",
     "plots",
+    "predict",
     "profiles",
     "published",
     "resnet",

@@ -1,4 +1,4 @@
-"""Command line, two subcommands:
+"""Command line, three subcommands:
 
 - ``python -m woofhelpers run-trial <name> [--profile smoke|full] [--retrain] [--results FOLDER]
   [--debug]`` runs a registered trial headless, with Keras' progress output, and writes the
@@ -11,13 +11,19 @@
   (``wh.published``), into ``results/published/`` (or ``--out``); it prints the folder and
   its size. A profile without real data and ImageNet weights is refused unless
   ``--allow-not-real`` (rehearsals and tests; the bundle then says it is NOT real results).
+- ``python -m woofhelpers classify PHOTO --model FILE.keras [--imagenet] [--top N] [--profile
+  smoke|full] [--debug]`` classifies one photo (a file or an ``http(s)://`` URL) with a saved
+  model (``wh.export.save_keras``) and prints the report of ``wh.predict.photo``; with
+  ``--imagenet`` it also asks the profile's ImageNet classifier whether the photo is a dog of
+  the ten (meaningful only with ImageNet's weights: the full profile).
 
 When something is wrong it says so in one line on stderr, with what to do, and no Python
 traceback (``--debug`` shows one): exit status 2 for a setting or argument that cannot work
 (checked before anything runs), 1 for a run that failed (a download, a full disk, a damaged
 saved file), 130 when interrupted.
 
-Taught in the chapter *Trial 1* (``run-trial``) and the chapter *Results* (``publish``).
+Taught in the chapters *Trial 1* (``run-trial``), *Results* (``publish``) and *Is my dog one of the
+ten?* (``classify``).
 """
 
 from __future__ import annotations
@@ -82,9 +88,20 @@ def main(argv: list[str] | None = None) -> int:
         help="publish from a profile without real data and ImageNet weights: for rehearsals and tests",
     )
     publish.add_argument("--debug", action="store_true", help=debug_help)
+    classify = commands.add_parser("classify", help="classify one photo with a saved model (.keras)")
+    classify.add_argument("photo", help="a photo file, or an http(s):// URL")
+    classify.add_argument("--model", required=True, help="a .keras file saved with wh.export.save_keras")
+    classify.add_argument(
+        "--imagenet", action="store_true", help="also ask ImageNet's classifier whether it is a dog of the ten"
+    )
+    classify.add_argument("--top", type=int, default=3, help="how many breeds to list (default 3)")
+    classify.add_argument("--profile", choices=profiles.PROFILE_NAMES, default=None, help=profile_help)
+    classify.add_argument("--debug", action="store_true", help=debug_help)
     args = parser.parse_args(argv)
     if args.command == "publish":
         return _publish(args)
+    if args.command == "classify":
+        return _classify(args)
     try:
         trial = trials.get(args.name)
     except ValueError as error:
@@ -149,6 +166,42 @@ def _publish(args: argparse.Namespace) -> int:
         _report(error)
         return RUN_FAILED
     print(f"published {len(names)} trial(s) in {out} ({published.size_kib(out):.0f} KiB)")
+    return 0
+
+
+def _classify(args: argparse.Namespace) -> int:
+    """``classify``: read the photo and check the model file first (exit 2), then load the
+    model and classify (exit 1 if that fails)."""
+    from woofhelpers import baseline, export, predict, profiles
+
+    try:
+        profile = profiles.use(args.profile)
+        if not 1 <= args.top <= 10:
+            raise ValueError(f"--top {args.top}: choose 1 to 10")
+        model_file = export.check_model_file(args.model)
+        picture = predict.open_photo(args.photo)
+    except (ValueError, OSError) as error:
+        if args.debug:
+            raise
+        _report(error)
+        return USAGE_ERROR
+    try:
+        model = export.load_keras(model_file)
+        imagenet_model = None
+        if args.imagenet:
+            print(baseline.describe(profile).replace("Zero-training baseline", "ImageNet's classifier"))
+            imagenet_model = baseline.imagenet_classifier(profile)
+        print(predict.photo(model, picture, top=args.top, imagenet_model=imagenet_model))
+    except KeyboardInterrupt:
+        if args.debug:
+            raise
+        print("interrupted", file=sys.stderr)
+        return INTERRUPTED
+    except Exception as error:
+        if args.debug:
+            raise
+        _report(error)
+        return RUN_FAILED
     return 0
 
 

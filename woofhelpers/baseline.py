@@ -79,6 +79,26 @@ def image_size_px(profile: profiles.Profile | None = None) -> int:
     return profile.image_size_px or IMAGENET_SIZE_PX
 
 
+def _imagenet_logits(profile: profiles.Profile, size_px: int | None, preprocess: bool):
+    """ResNet50 with its 1000-way classifier, as ``(inputs, logits)`` of a functional model:
+    input float32 (batch, size, size, 3) with values 0-255, output 1000 logits."""
+    import keras
+
+    size_px = size_px or image_size_px(profile)
+    # Without ImageNet weights the network starts random: seed it, so that the same
+    # profile always builds the same network.
+    keras.utils.set_random_seed(profile.seed)
+    inputs = keras.Input((size_px, size_px, 3), name="image")
+    x = keras.applications.resnet50.preprocess_input(inputs) if preprocess else inputs
+    resnet = keras.applications.ResNet50(
+        include_top=True,
+        weights=profiles.weights_file(profile, include_top=True),
+        input_shape=(size_px, size_px, 3),
+        classifier_activation=None,
+    )
+    return inputs, resnet(x)
+
+
 def model(
     profile: profiles.Profile | None = None,
     *,
@@ -97,22 +117,20 @@ def model(
     """
     import keras
 
-    profile = profile or profiles.current()
-    size_px = size_px or image_size_px(profile)
-    # Without ImageNet weights the network starts random: seed it, so that the same
-    # profile always builds the same network.
-    keras.utils.set_random_seed(profile.seed)
-    inputs = keras.Input((size_px, size_px, 3), name="image")
-    x = keras.applications.resnet50.preprocess_input(inputs) if preprocess else inputs
-    resnet = keras.applications.ResNet50(
-        include_top=True,
-        weights=profiles.weights_file(profile, include_top=True),
-        input_shape=(size_px, size_px, 3),
-        classifier_activation=None,
-    )
-    logits = resnet(x)
+    inputs, logits = _imagenet_logits(profile or profiles.current(), size_px, preprocess)
     outputs = restrict_to_classes(indices)(logits)
     return keras.Model(inputs, outputs, name="resnet50_zero_training")
+
+
+def imagenet_classifier(profile: profiles.Profile | None = None, *, size_px: int | None = None) -> keras.Model:
+    """The same network as :func:`model`, all 1000 ImageNet classes kept: input float32
+    (batch, size, size, 3) with values 0-255, output 1000 probabilities (a softmax over
+    ImageNet-1k). ``wh.predict`` asks it whether a photo shows a dog at all."""
+    import keras
+
+    inputs, logits = _imagenet_logits(profile or profiles.current(), size_px, True)
+    outputs = keras.layers.Softmax(name="imagenet_probabilities")(logits)
+    return keras.Model(inputs, outputs, name="resnet50_imagenet")
 
 
 def describe(profile: profiles.Profile | None = None) -> str:

@@ -28,6 +28,7 @@ from woofhelpers.splits import Split
 
 if TYPE_CHECKING:
     import keras
+    import numpy as np
     import tensorflow as tf
 
 AUTOTUNE = -1  # tf.data.AUTOTUNE, without importing TensorFlow at import time
@@ -155,6 +156,16 @@ def _load_uint8(path, image_size_px: int, crop: str = "squash", seed=None):
         image = _decode_at_least(contents, image_size_px)
     else:
         image = _decode_square(contents, image_size_px, crop, _stateless_seed(seed) if crop == "random" else None)
+    return resize(image, image_size_px)
+
+
+def resize(image: tf.Tensor | np.ndarray, image_size_px: int) -> tf.Tensor:
+    """Resize a decoded image (``uint8`` RGB of shape (height, width, 3), a tensor or a NumPy
+    array) to a ``uint8`` square of shape (size, size, 3), as every image of the pipeline is:
+    stretched bilinearly, the values rounded to whole numbers. ``wh.predict`` resizes a
+    learner's photo with it, so the model sees a photo as it saw its training images."""
+    import tensorflow as tf
+
     resized = tf.image.resize(image, (image_size_px, image_size_px), method="bilinear")
     return tf.cast(tf.round(tf.clip_by_value(resized, 0, 255)), tf.uint8)
 
