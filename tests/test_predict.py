@@ -275,6 +275,24 @@ def test_measure_rule_counts_per_group(imagenet_stand_in, plain):
     assert table["share right"].tolist() == [1.0, 0.5, 1.0]
 
 
+def test_the_imagenet_classifier_is_the_baselines_network_with_every_class(clean_woof_env, ten_breed_model, plain):
+    """The smoke profile's (untrained) ImageNet classifier: 1000 probabilities, and over the
+    ten breeds' columns the very probabilities of the zero-training baseline; photo() runs
+    with it (its verdict means nothing untrained, which the chapter says)."""
+    profile = wh.profiles.load("smoke", image_size_px=32)
+    imagenet = wh.baseline.imagenet_classifier(profile)
+    assert imagenet.output_shape == (None, 1000)
+    images = np.random.default_rng(2).uniform(0, 255, (2, 32, 32, 3)).astype(np.float32)
+    everything = imagenet.predict(images, verbose=0)
+    ten = everything[:, list(wh.labels.IMAGENET_INDICES)]
+    np.testing.assert_allclose(everything.sum(axis=1), 1, atol=1e-5)
+    np.testing.assert_allclose(
+        ten / ten.sum(axis=1, keepdims=True), wh.baseline.model(profile).predict(images, verbose=0), atol=1e-5
+    )
+    prediction = wh.predict.photo(ten_breed_model, plain(BLUE), imagenet_model=imagenet)
+    assert prediction.imagenet.kind in wh.predict.KINDS and len(prediction.imagenet_top) == 3
+
+
 # --- python -m woofhelpers classify ------------------------------------------------------------
 
 
