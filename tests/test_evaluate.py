@@ -353,3 +353,24 @@ def test_load_results_prefers_complete_full_results_and_else_runs_the_profile(fa
     assert name == "full" and loaded[0].predictions == result.predictions and len(ran) == 1
     # one full result missing: the profile's own runs are used for all
     assert evaluate.load_results(["trial1", "trial2"], profile, run=run)[0] == "smoke"
+
+
+def test_calibration_groups_by_the_probability_given_and_measures_the_gap():
+    # 10 images answered with 0.95, 6 of them right; 10 with 0.35, 3 right.
+    sure = make_predictions(np.zeros(10, int), np.array([0] * 6 + [1] * 4), confidence=0.95)
+    unsure = make_predictions(np.zeros(10, int), np.array([0] * 3 + [1] * 7), confidence=0.35)
+    both = evaluate.Predictions(
+        sure.paths + tuple(f"g{i}.JPEG" for i in range(10)),
+        np.concatenate([sure.true, unsure.true]),
+        np.concatenate([sure.scores, unsure.scores]),
+        sure.class_names,
+    )
+    table = evaluate.calibration(both, bins=3)  # 0.1-0.4, 0.4-0.7, 0.7-1.0
+    assert list(table["images"]) == [10, 0, 10, 20]
+    assert table.loc["0.10–0.40", "mean probability %"] == pytest.approx(35)
+    assert table.loc["0.10–0.40", "right %"] == pytest.approx(30)
+    assert table.loc["0.70–1.00", "right %"] == pytest.approx(60)
+    # over-confident at 0.95 (35 points), nearly right at 0.35 (5 points): (10*35 + 10*5) / 20
+    assert table.loc["all", "calibration error %"] == pytest.approx(20)
+    with pytest.raises(ValueError, match="bins=0"):
+        evaluate.calibration(both, bins=0)

@@ -36,6 +36,21 @@ SIZES = {"WOOF_IMAGE_SIZE_PX": "32", "WOOF_EPOCHS": "1", "WOOF_MAX_IMAGES_PER_CL
 
 COLAB_STAND_IN = '''"""Stand-in for Colab's google.colab, for the offline rehearsal: only its presence matters."""
 '''
+# google.colab.files.upload(), as the capstone chapter calls it: Colab saves the chosen file
+# in the working folder and returns {name: bytes}; the stand-in "chooses" a generated photo.
+COLAB_FILES_STAND_IN = '''"""Stand-in for google.colab.files: upload() returns one generated photo."""
+import io
+from pathlib import Path
+
+from PIL import Image
+
+
+def upload():
+    buffer = io.BytesIO()
+    Image.new("RGB", (120, 90), (180, 140, 90)).save(buffer, "JPEG")
+    Path("uploaded-photo.jpg").write_bytes(buffer.getvalue())
+    return {"uploaded-photo.jpg": buffer.getvalue()}
+'''
 # Loaded at interpreter start (sitecustomize), as Colab's kernel has google.colab loaded.
 SITECUSTOMIZE = "import google.colab  # noqa: F401 (the rehearsal's stand-in)\n"
 
@@ -54,6 +69,7 @@ def rehearsal(tmp_path_factory):
     colab = top / "colab"
     (colab / "google" / "colab").mkdir(parents=True)  # no google/__init__.py: a namespace package
     (colab / "google" / "colab" / "__init__.py").write_text(COLAB_STAND_IN)
+    (colab / "google" / "colab" / "files.py").write_text(COLAB_FILES_STAND_IN)
     (colab / "sitecustomize.py").write_text(SITECUSTOMIZE)
     # What the setup cell's pip installs: this checkout's package, copied (pip builds in the
     # source folder), into a folder of its own (PIP_TARGET) so the test's environment is untouched.
@@ -104,7 +120,10 @@ def _outputs(cell) -> str:
 
 @pytest.mark.parametrize("md", CHAPTERS, ids=lambda p: p.stem)
 def test_every_chapter_runs_in_the_full_profile_and_says_what_made_its_outputs(rehearsal, md):
-    notebook = refresh.execute(md, rehearsal["env"], timeout_s=900)  # raises, naming the cell, if one fails
+    try:
+        notebook = refresh.execute(md, rehearsal["env"], timeout_s=900)  # raises, naming the cell, if one fails
+    finally:  # the stand-in upload lands in the working folder, as Colab's does: not in the checkout
+        (md.parent / "uploaded-photo.jpg").unlink(missing_ok=True)
     code = [c for c in notebook.cells if c.cell_type == "code"]
     banner = _outputs(code[0])
     assert "Profile: full" in banner  # selected by the chapter's own Colab branch
@@ -130,6 +149,9 @@ def test_every_chapter_runs_in_the_full_profile_and_says_what_made_its_outputs(r
         # The time estimates assume the real v1 splits' sizes: check them on the v1-shaped data.
         for name, sizes in wh.runtime.FULL_SPLIT_SIZES.items():
             assert wh.splits.make(name, data / "imagewoof-320").sizes() == sizes, name
+    if md.stem == "capstone":  # the learner's upload, through Colab's button, is what it classified
+        assert "uploaded-photo.jpg (120 x 90 px)" in everything
+        assert "the model: your run of the corrected recipe" in everything
     if md.stem.startswith("trial"):
         assert any(drive_results.glob("full/*/result.json")), "trial results should be kept on the Drive"
 

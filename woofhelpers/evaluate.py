@@ -200,6 +200,44 @@ def confusion(predictions: Predictions) -> pd.DataFrame:
     return frame
 
 
+def calibration(predictions: Predictions, bins: int = 5) -> pd.DataFrame:
+    """Is the top probability a confidence? The test images grouped by the probability the
+    model gave its answer (``bins`` equal ranges from 0.1 to 1: ten classes, so never below
+    0.1), and for each group how many images, the mean of that probability and the share
+    that were right. A calibrated model's two columns agree; the last row, ``all``, gives
+    the expected calibration error: the gap between them, averaged over the images.
+    Taught in the chapter *Is my dog one of the ten?*"""
+    import pandas as pd
+
+    if bins < 1:
+        raise ValueError(f"bins={bins}: use 1 or more")
+    confidence = predictions.scores.max(axis=1).astype(np.float64)
+    right = predictions.correct
+    edges = np.linspace(0.1, 1.0, bins + 1)
+    group = np.clip(np.searchsorted(edges, confidence, side="right") - 1, 0, bins - 1)
+    rows, gap = [], 0.0
+    for number in range(bins):
+        members = group == number
+        count = int(members.sum())
+        row = {"probability given": f"{edges[number]:.2f}–{edges[number + 1]:.2f}", "images": count}
+        if count:
+            row["mean probability %"] = 100 * confidence[members].mean()
+            row["right %"] = 100 * right[members].mean()
+            gap += count * abs(confidence[members].mean() - right[members].mean())
+        rows.append(row)
+    total = len(confidence)
+    rows.append(
+        {
+            "probability given": "all",
+            "images": total,
+            "mean probability %": 100 * confidence.mean() if total else np.nan,
+            "right %": 100 * right.mean() if total else np.nan,
+            "calibration error %": 100 * gap / total if total else np.nan,
+        }
+    )
+    return pd.DataFrame(rows).set_index("probability given")
+
+
 def per_class(predictions: Predictions) -> pd.DataFrame:
     """Precision, recall, F1 and number of images per breed (scikit-learn), as a DataFrame.
 

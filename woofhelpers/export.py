@@ -108,11 +108,34 @@ def representative_dataset(representative: object, count: int = REPRESENTATIVE_I
 
 @contextlib.contextmanager
 def _quiet_conversion():
-    """Keep the converter's printout (Keras' export lists every variable) and its warnings out
-    of a chapter's output."""
-    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
-        warnings.simplefilter("ignore")
-        yield
+    """Keep the converter's printout (Keras' export lists every variable), TensorFlow's log
+    ("Assets written to", "retracing") and the C++ lines of the converter and of TFLite's
+    interpreter ("fully_quantize", "Created TensorFlow Lite XNNPACK delegate", written
+    straight to the process's file descriptors) out of a chapter's output. Errors still
+    raise as exceptions."""
+    import sys
+
+    import tensorflow as tf
+
+    logger = tf.get_logger()
+    level = logger.level
+    logger.setLevel("ERROR")
+    for stream in (sys.stdout, sys.stderr):
+        stream.flush()
+    saved = [os.dup(1), os.dup(2)]
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 1)
+            os.dup2(devnull.fileno(), 2)
+            with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+                warnings.simplefilter("ignore")
+                yield
+    finally:
+        os.dup2(saved[0], 1)
+        os.dup2(saved[1], 2)
+        for fd in saved:
+            os.close(fd)
+        logger.setLevel(level)
 
 
 def to_tflite(
@@ -154,12 +177,14 @@ def to_tflite(
 def _interpreter(path: str | Path, batch: int, image_shape) -> tf.lite.Interpreter:
     import tensorflow as tf
 
-    with warnings.catch_warnings():  # "tf.lite.Interpreter is deprecated": still TensorFlow's own, and it works
-        warnings.simplefilter("ignore")
+    # Quiet: "tf.lite.Interpreter is deprecated" (still TensorFlow's own, and it works) and the
+    # C++ line announcing the XNNPACK delegate.
+    with _quiet_conversion():
         interpreter = tf.lite.Interpreter(model_path=str(path))
-    index = interpreter.get_input_details()[0]["index"]
-    interpreter.resize_tensor_input(index, [batch, *image_shape])
-    interpreter.allocate_tensors()
+        index = interpreter.get_input_details()[0]["index"]
+        interpreter.resize_tensor_input(index, [batch, *image_shape])
+        interpreter.allocate_tensors()
+        interpreter.invoke()  # the delegate is applied at the first run
     return interpreter
 
 
@@ -226,7 +251,8 @@ def compare(
         files[f"tflite {quantization}"] = to_tflite(
             model, folder / f"model_{quantization}.tflite", quantization, representative
         )
-    reference = np.asarray(model.predict(test_images, verbose=0, batch_size=32), dtype=np.float32)
+    with _quiet_conversion():  # a new model's predict function: TensorFlow may warn of "retracing"
+        reference = np.asarray(model.predict(test_images, verbose=0, batch_size=32), dtype=np.float32)
     probabilities = {"keras": reference}
     for name, file in files.items():
         if name != "keras":
