@@ -52,6 +52,24 @@ def _report(error: BaseException) -> None:
     print(f"error: {message}", file=sys.stderr, flush=True)
 
 
+def _attempt(args: argparse.Namespace, action, *, failure: int, expected=Exception, interrupted: str = "interrupted"):
+    """Run ``action()``; on an error, print it as one line and return ``(None, failure)``
+    (``interrupted`` and exit status 130 on Ctrl-C), or raise it with ``--debug``. On
+    success return ``(its value, None)``. Only ``expected`` errors are caught."""
+    try:
+        return action(), None
+    except KeyboardInterrupt:
+        if args.debug:
+            raise
+        print(interrupted, file=sys.stderr)
+        return None, INTERRUPTED
+    except expected as error:
+        if args.debug:
+            raise
+        _report(error)
+        return None, failure
+
+
 def main(argv: list[str] | None = None) -> int:
     """Parse ``argv`` (default: the command line) and run its subcommand: ``run-trial``
     prints the trial's test accuracy and where its result files are, ``publish`` the
@@ -106,26 +124,18 @@ def main(argv: list[str] | None = None) -> int:
         trial = trials.get(args.name)
     except ValueError as error:
         run.error(str(error))
-    try:
-        profile = profiles.use(args.profile)
-    except ValueError as error:
-        if args.debug:
-            raise
-        _report(error)
-        return USAGE_ERROR
+    profile, status = _attempt(args, lambda: profiles.use(args.profile), failure=USAGE_ERROR, expected=ValueError)
+    if status is not None:
+        return status
     print(profile.describe())
-    try:
-        result = trials.run_trial(trial, profile, retrain=args.retrain, verbose=1, results=args.results)
-    except KeyboardInterrupt:
-        if args.debug:
-            raise
-        print("interrupted: run the same command again to resume from the last finished epoch", file=sys.stderr)
-        return INTERRUPTED
-    except Exception as error:
-        if args.debug:
-            raise
-        _report(error)
-        return RUN_FAILED
+    result, status = _attempt(
+        args,
+        lambda: trials.run_trial(trial, profile, retrain=args.retrain, verbose=1, results=args.results),
+        failure=RUN_FAILED,
+        interrupted="interrupted: run the same command again to resume from the last finished epoch",
+    )
+    if status is not None:
+        return status
     for which, metrics in result.test.items():
         print(f"test ({which}): accuracy {metrics['accuracy']:.4f}, loss {metrics['loss']:.4f}, {metrics['n']} images")
     print(f"saved in {result.path}")
@@ -138,33 +148,27 @@ def _publish(args: argparse.Namespace) -> int:
     from woofhelpers import profiles, published
 
     names = None if args.only is None else [name.strip() for name in args.only.split(",") if name.strip()]
-    try:
+
+    def check():
         profile = profiles.use(args.profile)
-        names = published.check_request(profile, names, allow_not_real=args.allow_not_real)
-    except ValueError as error:
-        if args.debug:
-            raise
-        _report(error)
-        return USAGE_ERROR
+        return profile, published.check_request(profile, names, allow_not_real=args.allow_not_real)
+
+    checked, status = _attempt(args, check, failure=USAGE_ERROR, expected=ValueError)
+    if status is not None:
+        return status
+    profile, names = checked
     print(profile.describe())
-    try:
-        out = published.publish(
+    out, status = _attempt(
+        args,
+        lambda: published.publish(
             profile, out=args.out, names=names, results=args.results, allow_not_real=args.allow_not_real, verbose=1
-        )
-    except KeyboardInterrupt:
-        if args.debug:
-            raise
-        print(
-            "interrupted: the previous bundle, if any, is unchanged; run the same command again (finished trials"
-            " are loaded, an unfinished one resumes from its last finished epoch)",
-            file=sys.stderr,
-        )
-        return INTERRUPTED
-    except Exception as error:
-        if args.debug:
-            raise
-        _report(error)
-        return RUN_FAILED
+        ),
+        failure=RUN_FAILED,
+        interrupted="interrupted: the previous bundle, if any, is unchanged; run the same command again (finished"
+        " trials are loaded, an unfinished one resumes from its last finished epoch)",
+    )
+    if status is not None:
+        return status
     print(f"published {len(names)} trial(s) in {out} ({published.size_kib(out):.0f} KiB)")
     return 0
 
@@ -174,35 +178,27 @@ def _classify(args: argparse.Namespace) -> int:
     model and classify (exit 1 if that fails)."""
     from woofhelpers import baseline, export, predict, profiles
 
-    try:
+    def check():
         profile = profiles.use(args.profile)
         if not 1 <= args.top <= 10:
             raise ValueError(f"--top {args.top}: choose 1 to 10")
-        model_file = export.check_model_file(args.model)
-        picture = predict.open_photo(args.photo)
-    except (ValueError, OSError) as error:
-        if args.debug:
-            raise
-        _report(error)
-        return USAGE_ERROR
-    try:
+        return profile, export.check_model_file(args.model), predict.open_photo(args.photo)
+
+    checked, status = _attempt(args, check, failure=USAGE_ERROR, expected=(ValueError, OSError))
+    if status is not None:
+        return status
+    profile, model_file, picture = checked
+
+    def classify():
         model = export.load_keras(model_file)
         imagenet_model = None
         if args.imagenet:
             print(baseline.describe(profile).replace("Zero-training baseline", "ImageNet's classifier"))
             imagenet_model = baseline.imagenet_classifier(profile)
         print(predict.photo(model, picture, top=args.top, imagenet_model=imagenet_model))
-    except KeyboardInterrupt:
-        if args.debug:
-            raise
-        print("interrupted", file=sys.stderr)
-        return INTERRUPTED
-    except Exception as error:
-        if args.debug:
-            raise
-        _report(error)
-        return RUN_FAILED
-    return 0
+
+    _, status = _attempt(args, classify, failure=RUN_FAILED)
+    return 0 if status is None else status
 
 
 if __name__ == "__main__":
