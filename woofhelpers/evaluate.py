@@ -352,14 +352,12 @@ def from_trial(result: TrialResult, profile: Profile | None = None, which: str =
     profile = profile or profiles.current()
     own, honest = trials.trial_data(trials.Trial(**result.effective), profile)
     split = own if which == "own" else honest
-    saved = result.predictions[which]
-    true = np.asarray(saved["labels"], dtype=np.int64)
+    true, scores = result.saved_outputs(which)
     if not np.array_equal(true, split.labels("test")):
         raise ValueError(
             f"the saved {which} test labels of {result.name!r} do not match the files found now;"
             " the dataset changed since the run: run the trial again (retrain=True)"
         )
-    scores = np.asarray(saved["probabilities"], dtype=np.float32).reshape(len(true), -1)
     return Predictions(split.parts["test"], true, scores)
 
 
@@ -378,19 +376,16 @@ def trial_table(results: list[TrialResult], **bootstrap: Any) -> pd.DataFrame:
     """
     import pandas as pd
 
-    def saved(result, which):
-        record = result.predictions[which]
-        true = np.asarray(record["labels"], dtype=np.int64)
-        scores = np.asarray(record["probabilities"], dtype=np.float32)
-        return true, scores.reshape(len(true), -1) if len(true) else scores.reshape(0, 0)
-
     rows = []
     for result in results:
         if result.name in ORIGINAL_REPORTED:
             right, images = ORIGINAL_REPORTED[result.name]
             figures = accuracy_summary(np.arange(images) < right, **bootstrap)
             rows.append({"trial": result.name, "test set": REPORTED_TEST_SET, **figures})
-        (own_true, own_scores), (free_true, free_scores) = saved(result, "own"), saved(result, "leakage_free")
+        (own_true, own_scores), (free_true, free_scores) = (
+            result.saved_outputs("own"),
+            result.saved_outputs("leakage_free"),
+        )
         same = np.array_equal(own_true, free_true) and np.array_equal(own_scores, free_scores)
         if same:
             sets = [(SAME_TEST_SET, own_true, own_scores)]

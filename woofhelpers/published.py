@@ -279,7 +279,7 @@ def _trial_record(result: trials.TrialResult) -> dict:
         "history": result.history,
         "summary": result.summary(),
         "test": result.test,
-        "confusion": {which: _confusion_counts(saved) for which, saved in result.predictions.items()},
+        "confusion": {which: _confusion_counts(*result.saved_outputs(which)) for which in result.predictions},
         "split": result.split,
         "wall_s": result.wall_s,
         "hardware": result.hardware,
@@ -288,15 +288,13 @@ def _trial_record(result: trials.TrialResult) -> dict:
     }
 
 
-def _confusion_counts(saved: dict) -> list[list[int]]:
-    """Counts of (true label, predicted label) from a result's saved predictions (the
-    predicted label is the highest output), as a nested list, true labels as rows."""
+def _confusion_counts(true: np.ndarray, scores: np.ndarray) -> list[list[int]]:
+    """Counts of (true label, predicted label) from a result's saved test labels and outputs
+    (the predicted label is the highest output), as a nested list, true labels as rows."""
     size = len(labels.CLASS_NAMES)
-    true = np.asarray(saved["labels"], dtype=np.int64)
     counts = np.zeros((size, size), dtype=np.int64)
     if len(true):
-        predicted = np.asarray(saved["probabilities"], dtype=np.float32).reshape(len(true), -1).argmax(axis=1)
-        np.add.at(counts, (true, predicted), 1)
+        np.add.at(counts, (true, scores.argmax(axis=1)), 1)
     return counts.tolist()
 
 

@@ -431,6 +431,14 @@ class TrialResult:
         except (ValueError, TypeError) as error:
             raise _damaged(path, error) from error
 
+    def saved_outputs(self, which: str) -> tuple[np.ndarray, np.ndarray]:
+        """The saved test labels (int64, shape (n,)) and outputs (float32, shape (n, classes);
+        (0, 0) for an empty test set) of ``which``: ``"own"`` or ``"leakage_free"``."""
+        saved = self.predictions[which]
+        true = np.asarray(saved["labels"], dtype=np.int64)
+        scores = np.asarray(saved["probabilities"], dtype=np.float32)
+        return true, scores.reshape(len(true), -1) if len(true) else scores.reshape(0, 0)
+
     def summary(self) -> dict:
         """One row for a comparison table: for the own test split and the leakage-free
         test set, the number of images, the accuracy (%) and its 95% bootstrap interval
@@ -440,11 +448,9 @@ class TrialResult:
 
         row: dict[str, Any] = {"trial": self.name}
         for which, label in (("own", "own test"), ("leakage_free", "leakage-free test")):
-            saved = self.predictions[which]
-            true = np.asarray(saved["labels"], dtype=np.int64)
+            true, scores = self.saved_outputs(which)
             row[f"{label}: images"] = len(true)
             if len(true):
-                scores = np.asarray(saved["probabilities"], dtype=np.float32).reshape(len(true), -1)
                 figures = evaluate.accuracy_summary(scores.argmax(axis=1) == true)
                 row[f"{label}: accuracy %"] = f"{figures['accuracy %']:.2f}"
                 row[f"{label}: 95% CI"] = f"{figures['95% CI low']:.2f}–{figures['95% CI high']:.2f}"
