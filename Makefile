@@ -45,7 +45,7 @@ portability: setup
 
 # Re-execute every chapter in the smoke profile and rewrite the .ipynb halves.
 refresh: setup
-	$(BIN)/python -m woofhelpers.refresh
+	$(BIN)/python tools/refresh.py
 
 # ruff: lint and format check over the package, the tests and the chapters' code cells.
 lint: setup

@@ -2,7 +2,7 @@
 
 Later chapters (Grad-CAM, results) read the trial results that the trial chapters save
 under ``results/``; each trial is trained once, by whichever chapter asks for it first, and
-loaded after, as ``python -m woofhelpers.refresh`` ran them to make the outputs.
+loaded after, as ``python tools/refresh.py`` ran them to make the outputs.
 
 The suite runs on two pytest-xdist workers (``-n auto --maxprocesses 2`` in
 ``pyproject.toml``): the chapters as two queues, each in book order, one per worker, then
@@ -14,7 +14,7 @@ in book order.
 
 from pathlib import Path
 
-from woofhelpers.refresh import book_order
+from tools.refresh import book_order
 
 # Tests that must share one worker, and so one process: every cell of every chapter (in
 # book order), and the two users of the session-scoped ``built_book`` fixture.

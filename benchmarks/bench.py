@@ -269,7 +269,7 @@ def _fit_epoch_s(model, ds) -> tuple[float, float]:
 def bench_head(results: Results, split, rounds: int, size: int, batch: int, images: int, scratch: Path) -> None:
     """The course's own engine: ``wh.model.build`` for the trial's model, ``wh.model.head_model``
     for the head alone, ``wh.model.compile_model`` for both, and the feature extraction that
-    ``wh.trials.run_trial`` does (``wh.trials._feature_datasets``)."""
+    ``wh.trials.run_trial`` does (``wh.features.feature_datasets``)."""
     import keras
 
     subset = wh.splits.Split(
@@ -287,8 +287,8 @@ def bench_head(results: Results, split, rounds: int, size: int, batch: int, imag
 
     heads = {"original": "flatten head (trials 1-5)", "corrected": "pooled head (corrected trial)"}
     for head, label in heads.items():
-        trial = wh.trials.variant(
-            wh.trials.get("corrected" if head == "corrected" else "trial2"),
+        trial = wh.recipes.variant(
+            wh.recipes.get("corrected" if head == "corrected" else "trial2"),
             f"bench-{head}",
             image_size_px=size,
             batch_size=batch,
@@ -301,11 +301,11 @@ def bench_head(results: Results, split, rounds: int, size: int, batch: int, imag
         # recomputing model its own head, so each variant starts where it left off.
         recomputing = wh.model.build(trial, None)
         # As the engine compiles them: the head alone with XLA, the whole model with it only on a GPU.
-        gpu = wh.trials._on_gpu()
+        gpu = wh.hardware.on_gpu()
         wh.model.compile_model(recomputing, trial.head_optimizer, trial.head_learning_rate, jit_compile=gpu)
         wh.model.compile_model(head_only, trial.head_optimizer, trial.head_learning_rate, jit_compile=True)
         start = time.perf_counter()
-        train_by_epoch, _ = wh.trials._feature_datasets(wh.trials.probe(full), trial, subset)
+        train_by_epoch, _ = wh.features.feature_datasets(wh.features.probe(full), trial, subset)
         extract_s = time.perf_counter() - start
         feature_ds = train_by_epoch(0).prefetch(AUTOTUNE)
         _fit_epoch_s(recomputing, image_ds)  # trace and warm up, untimed
@@ -448,7 +448,7 @@ def bench_memory(results: Results, small: int, large: int, size: int, batch: int
 
 
 def bench_suite(results: Results, scratch: Path, total: bool) -> None:
-    from woofhelpers import refresh
+    from tools import refresh
 
     copy = scratch / "chapters"
     shutil.rmtree(copy, ignore_errors=True)

@@ -68,18 +68,17 @@ def copy_dataset(tmp_path):
 @pytest.fixture(scope="session")
 def tf():
     """TensorFlow, imported once (through woofhelpers, so without start-up notices)."""
-    return wh._quiet.import_tensorflow()
+    return wh.hardware.import_tensorflow()
 
 
 @pytest.fixture
 def clean_woof_env(monkeypatch):
-    """No WOOF_* variables and no profile selected: tests start from the defaults."""
+    """No WOOF_* variables: tests start from the defaults."""
     import os
 
     for name in list(os.environ):
         if name.startswith("WOOF_"):
             monkeypatch.delenv(name)
-    monkeypatch.setattr(wh.profiles, "_current", None)
     return monkeypatch
 
 
@@ -182,19 +181,19 @@ def small_archive(small_dataset, tmp_path_factory) -> Path:
 
 
 @pytest.fixture
-def small_version(small_dataset, monkeypatch) -> wh.data.Version:
-    """Make ``wh.data.VERSIONS`` hold one small version whose counts match ``small_archive``.
+def small_version(small_dataset, monkeypatch) -> wh.catalog.Version:
+    """Make ``wh.catalog.VERSIONS`` hold one small version whose counts match ``small_archive``.
 
     The real versions expect 12,454 / 500 images; this one expects what
     ``small_dataset`` holds, so fetch can succeed on a generated archive.
     """
-    version = wh.data.Version(
+    version = wh.catalog.Version(
         name="imagewoof-320",
         url="http://127.0.0.1:9/never-used.tgz",  # every test passes url=
         counts=wh.synthetic.expected_counts(small_dataset),
         note="small synthetic stand-in for tests",
     )
-    monkeypatch.setattr(wh.data, "VERSIONS", {version.name: version})
+    monkeypatch.setattr(wh.catalog, "VERSIONS", {version.name: version})
     return version
 
 

@@ -85,8 +85,8 @@ def test_leakage_sets_are_equal_sized_and_separate_seen_from_unseen(small_datase
     sets = ablations.leakage_sets(split)
     seen, unseen = sets["ImageNet train (seen)"], sets["ImageNet val (unseen)"]
     assert len(seen) == len(unseen) > 0
-    assert not any(wh.data.is_imagenet_val(p) for p in seen)
-    assert all(wh.data.is_imagenet_val(p) for p in unseen)
+    assert not any(wh.catalog.is_imagenet_val(p) for p in seen)
+    assert all(wh.catalog.is_imagenet_val(p) for p in unseen)
     assert not set(seen) & set(split.parts["train"]) and not set(unseen) & set(split.parts["train"])
     assert sets == ablations.leakage_sets(split)  # seeded
     with pytest.raises(ValueError, match="only"):

@@ -10,7 +10,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from woofhelpers import refresh
+from tools import refresh
 
 CHAPTERS = Path(__file__).resolve().parent.parent / "chapters"
 SOURCES = sorted(CHAPTERS.glob("*.md"))
@@ -39,7 +39,7 @@ def test_a_changed_source_is_detected_as_stale(tmp_path):
     assert any("stale" in m for m in found)
     (tmp_path / "dataset.ipynb").unlink()
     assert refresh.problems(md) == [
-        "dataset.ipynb is missing: run `python -m woofhelpers.refresh dataset` and commit both files"
+        "dataset.ipynb is missing: run `python tools/refresh.py dataset` and commit both files"
     ]
 
 

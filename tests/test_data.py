@@ -1,6 +1,6 @@
 """wh.data: fetch() against a local HTTP server, and the layout checks.
 
-``wh.data.VERSIONS`` is replaced by a small version whose counts match a generated
+``wh.catalog.VERSIONS`` is replaced by a small version whose counts match a generated
 archive (fixtures ``small_version`` and ``small_archive`` in conftest.py). After
 every failure the data folder must hold nothing: no half-extracted dataset, no
 archive, no temporary or staging file that a later run could mistake for data.
@@ -87,18 +87,20 @@ def test_stale_staging_folders_of_a_killed_run_are_removed(tmp_path, archive_ser
     assert entries(tmp_path) == [NAME]
 
 
-def test_fetch_uses_the_current_profiles_data_dir_by_default(
+def test_fetch_uses_the_profiles_data_dir_by_default_and_needs_a_folder(
     tmp_path, archive_server, small_archive, small_version, clean_woof_env
 ):
-    wh.profiles.use("smoke", data_dir=tmp_path / "profile-data")
+    profile = wh.profiles.load("smoke", data_dir=tmp_path / "profile-data")
     url = serve(archive_server, small_archive.read_bytes())
-    assert wh.data.fetch(NAME, url=url, progress=False) == tmp_path / "profile-data" / NAME
+    assert wh.data.fetch(NAME, url=url, profile=profile, progress=False) == tmp_path / "profile-data" / NAME
+    with pytest.raises(ValueError, match="pass data_dir=, or profile="):
+        wh.data.fetch(NAME, url=url, progress=False)
 
 
 def test_fetch_of_an_unknown_version_lists_the_versions(tmp_path):
     with pytest.raises(ValueError) as excinfo:
         wh.data.fetch("imagewoof-160", tmp_path)
-    for name in wh.data.VERSIONS:
+    for name in wh.catalog.VERSIONS:
         assert name in str(excinfo.value)
     assert entries(tmp_path) == []
 
@@ -222,13 +224,18 @@ def test_a_truncated_archive_is_refused_naming_the_archive_the_url_and_the_fix(
 
 
 def test_archive_url_is_fast_ais_unless_the_profile_names_a_mirror(clean_woof_env, tmp_path):
-    assert wh.data.archive_url(NAME, wh.profiles.load("full")) == wh.data.VERSIONS[NAME].url
+    assert wh.catalog.archive_url(NAME, wh.profiles.load("full").archive_mirror) == wh.catalog.VERSIONS[NAME].url
     clean_woof_env.setenv("WOOF_ARCHIVE_MIRROR", "http://127.0.0.1:8000/woof/")
-    assert wh.data.archive_url(NAME, wh.profiles.load("full")) == f"http://127.0.0.1:8000/woof/{NAME}.tgz"
+    assert (
+        wh.catalog.archive_url(NAME, wh.profiles.load("full").archive_mirror)
+        == f"http://127.0.0.1:8000/woof/{NAME}.tgz"
+    )
     clean_woof_env.setenv("WOOF_ARCHIVE_MIRROR", str(tmp_path))
-    assert wh.data.archive_url("imagewoof2-320", wh.profiles.load("full")) == str(tmp_path / "imagewoof2-320.tgz")
+    assert wh.catalog.archive_url("imagewoof2-320", wh.profiles.load("full").archive_mirror) == str(
+        tmp_path / "imagewoof2-320.tgz"
+    )
     clean_woof_env.setenv("WOOF_ARCHIVE_MIRROR", f"file://{tmp_path}")
-    assert wh.data.archive_url(NAME, wh.profiles.load("full")) == str(tmp_path / f"{NAME}.tgz")
+    assert wh.catalog.archive_url(NAME, wh.profiles.load("full").archive_mirror) == str(tmp_path / f"{NAME}.tgz")
 
 
 def test_fetch_from_an_http_mirror_records_the_url_actually_used(
@@ -416,8 +423,8 @@ def test_verify_names_both_counts_when_they_differ(small_dataset):
 
 
 def test_is_imagenet_val_tells_the_two_kinds_of_file_apart():
-    assert wh.data.is_imagenet_val("val/n02086240/ILSVRC2012_val_00000293.JPEG")
-    assert not wh.data.is_imagenet_val("train/n02086240/n02086240_1234.JPEG")
+    assert wh.catalog.is_imagenet_val("val/n02086240/ILSVRC2012_val_00000293.JPEG")
+    assert not wh.catalog.is_imagenet_val("train/n02086240/n02086240_1234.JPEG")
 
 
 def test_dataset_root_generates_the_smoke_dataset_once(tmp_path, clean_woof_env):
@@ -440,7 +447,7 @@ def test_dataset_root_fetches_in_a_real_data_profile(
     tmp_path, archive_server, small_archive, small_version, clean_woof_env, monkeypatch
 ):
     url = serve(archive_server, small_archive.read_bytes())
-    monkeypatch.setitem(wh.data.VERSIONS, NAME, wh.data.Version(NAME, url, small_version.counts, "test"))
+    monkeypatch.setitem(wh.catalog.VERSIONS, NAME, wh.catalog.Version(NAME, url, small_version.counts, "test"))
     profile = wh.profiles.load("full", data_dir=tmp_path)
     assert wh.data.dataset_root(profile) == tmp_path / NAME
     assert len(archive_server.requests) == 1
@@ -470,11 +477,11 @@ def test_describe_images_marks_an_unreadable_file_instead_of_failing(small_datas
 def test_replacing_renames_a_whole_write_into_place_and_leaves_nothing_after_a_failed_one(tmp_path):
     target = tmp_path / "result.json"
     target.write_text("old")
-    with pytest.raises(RuntimeError), wh.data.replacing(target, ".json") as tmp:
+    with pytest.raises(RuntimeError), wh.io.replacing(target, ".json") as tmp:
         tmp.write_text("half of the new")
         raise RuntimeError("the writer died")
     assert target.read_text() == "old"  # the reader still sees the old file, whole
-    with wh.data.replacing(target, ".json") as tmp:
+    with wh.io.replacing(target, ".json") as tmp:
         assert tmp.parent == tmp_path and ".tmp-" in tmp.name and tmp.name.endswith(".json")
         tmp.write_text("new")
     assert target.read_text() == "new"

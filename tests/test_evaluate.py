@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import woofhelpers as wh
-from woofhelpers import evaluate
+from woofhelpers import evaluate, results, trials
 
 
 def make_predictions(true, predicted, n_classes=10, confidence=0.9):
@@ -246,11 +246,11 @@ def test_confusion_matrix_figure_labels_axes_with_breeds():
 @pytest.fixture
 def fake_trial_result(tmp_path, clean_woof_env):
     """A TrialResult as run_trial saves it, with made-up probabilities, on a small dataset."""
-    profile = wh.profiles.use(
+    profile = wh.profiles.load(
         "smoke", data_dir=tmp_path, synthetic_train_per_class=10, synthetic_val_per_class=5,
         synthetic_shortest_side_px=40, max_images_per_class=None,
     )  # fmt: skip
-    trial = wh.trials.get("trial1").for_profile(profile)
+    trial = wh.recipes.get("trial1").for_profile(profile)
     own, honest = wh.trials.trial_data(trial, profile)
 
     def saved(split):
@@ -258,9 +258,9 @@ def fake_trial_result(tmp_path, clean_woof_env):
         scores = np.full((len(true), 10), 0.05, np.float32)
         scores[np.arange(len(true)), true] = 0.55
         scores[::2] = np.roll(scores[::2], 1, axis=1)  # every other one wrong
-        return {"labels": true.tolist(), "probabilities": scores.tolist()}
+        return {"files": list(split.parts["test"]), "labels": true.tolist(), "probabilities": scores.tolist()}
 
-    result = wh.trials.TrialResult(
+    result = wh.results.TrialResult(
         trial=trial.settings(), effective=trial.settings(), profile={}, split={}, history={},
         test={}, wall_s={}, predictions={"own": saved(own), "leakage_free": saved(honest)},
         hardware={}, cached_features=True, created="",
@@ -271,33 +271,40 @@ def fake_trial_result(tmp_path, clean_woof_env):
 def test_from_trial_gives_back_the_files_of_each_test_set(fake_trial_result):
     result, profile, own, honest = fake_trial_result
     for which, split in (("own", own), ("leakage_free", honest)):
-        p = evaluate.from_trial(result, profile, which)
+        p = results.from_trial(result, which)
         assert p.paths == split.parts["test"]
         np.testing.assert_array_equal(p.true, split.labels("test"))
         assert p.correct.mean() == pytest.approx(0.5, abs=0.1)
     with pytest.raises(ValueError, match="unknown test set"):
-        evaluate.from_trial(result, profile, "train")
+        results.from_trial(result, "train")
 
 
-def test_from_trial_refuses_labels_that_no_longer_match(fake_trial_result):
-    result, profile, _, _ = fake_trial_result
+def test_from_trial_refuses_labels_that_do_not_match_their_files(fake_trial_result):
+    result, _, _, _ = fake_trial_result
     result.predictions["own"]["labels"] = list(reversed(result.predictions["own"]["labels"]))
-    with pytest.raises(ValueError, match="dataset changed since the run"):
-        evaluate.from_trial(result, profile, "own")
+    with pytest.raises(ValueError, match="do not match the classes of their files"):
+        results.from_trial(result, "own")
+
+
+def test_from_trial_of_a_result_saved_without_its_files_says_to_retrain(fake_trial_result):
+    result, _, _, _ = fake_trial_result
+    del result.predictions["own"]["files"]
+    with pytest.raises(results.DamagedFileError, match="retrain=True"):
+        results.from_trial(result, "own")
 
 
 def test_trial_table_gives_every_accuracy_its_n_and_interval(fake_trial_result):
     result, _, own, honest = fake_trial_result
-    table = evaluate.trial_table([result])
+    table = results.trial_table([result])
     assert list(table.columns) == ["trial", "test set", "images", "accuracy %", "95% CI low", "95% CI high"]
     assert not table.isna().any().any()
     reported, tested = table.iloc[0], table.iloc[1]
     # The original's figure, as the count it was: 14 of 96 images.
-    assert (reported["test set"], reported["images"], reported["accuracy %"]) == (evaluate.REPORTED_TEST_SET, 96, 14.58)
+    assert (reported["test set"], reported["images"], reported["accuracy %"]) == (results.REPORTED_TEST_SET, 96, 14.58)
     assert reported["95% CI low"] < 14.58 < reported["95% CI high"]
     # On v1, trial 1's own test is ImageNet-validation files only: the two test sets are one.
     assert own.parts["test"] == honest.parts["test"]
-    assert len(table) == 2 and tested["test set"] == evaluate.SAME_TEST_SET
+    assert len(table) == 2 and tested["test set"] == results.SAME_TEST_SET
     assert (tested["images"], tested["accuracy %"]) == (len(own.parts["test"]), 50.0)
     assert tested["95% CI low"] < 50.0 < tested["95% CI high"]
 
@@ -306,18 +313,18 @@ def test_trial_table_keeps_two_rows_when_the_test_sets_differ(fake_trial_result)
     result, _, own, _ = fake_trial_result
     free = result.predictions["leakage_free"]
     free["labels"], free["probabilities"] = free["labels"][:4], np.eye(10)[free["labels"][:4]].tolist()
-    table = evaluate.trial_table([result]).set_index("test set")
-    assert list(table.index) == [evaluate.REPORTED_TEST_SET, *evaluate.TEST_SETS.values()]
-    assert table.loc[evaluate.TEST_SETS["own"], "images"] == len(own.parts["test"])
-    assert (table.loc[evaluate.TEST_SETS["leakage_free"], ["images", "accuracy %"]] == [4, 100.0]).all()
+    table = results.trial_table([result]).set_index("test set")
+    assert list(table.index) == [results.REPORTED_TEST_SET, *results.TEST_SETS.values()]
+    assert table.loc[results.TEST_SETS["own"], "images"] == len(own.parts["test"])
+    assert (table.loc[results.TEST_SETS["leakage_free"], ["images", "accuracy %"]] == [4, 100.0]).all()
 
 
 def test_trial_table_shows_no_original_figure_for_a_trial_it_never_ran_and_no_empty_test_set(fake_trial_result):
     result, _, _, _ = fake_trial_result
     result.trial = {**result.trial, "name": "trial4_honest"}
     result.predictions["leakage_free"] = {"labels": [], "probabilities": []}
-    table = evaluate.trial_table([result])
-    assert list(table["test set"]) == [evaluate.TEST_SETS["own"]]  # no write-up row, no 0-image row
+    table = results.trial_table([result])
+    assert list(table["test set"]) == [results.TEST_SETS["own"]]  # no write-up row, no 0-image row
     assert not table.isna().any().any()
 
 
@@ -344,15 +351,15 @@ def test_load_results_prefers_complete_full_results_and_else_runs_the_profile(fa
         ran.append((name, p.name))
         return result
 
-    assert evaluate.load_results(["trial1"], profile, run=run) == ("smoke", [result])
+    assert trials.load_results(["trial1"], profile, run=run) == ("smoke", [result])
     assert ran == [("trial1", "smoke")]
     folder = tmp_path / "results" / "full" / "trial1"
     folder.mkdir(parents=True)
     (folder / "result.json").write_text(result.to_json())
-    name, loaded = evaluate.load_results(["trial1"], profile, run=run)
+    name, loaded = trials.load_results(["trial1"], profile, run=run)
     assert name == "full" and loaded[0].predictions == result.predictions and len(ran) == 1
     # one full result missing: the profile's own runs are used for all
-    assert evaluate.load_results(["trial1", "trial2"], profile, run=run)[0] == "smoke"
+    assert trials.load_results(["trial1", "trial2"], profile, run=run)[0] == "smoke"
 
 
 def test_calibration_groups_by_the_probability_given_and_measures_the_gap():

@@ -35,7 +35,7 @@ def model() -> keras.Model:
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(keras.applications, "ResNet50", small_resnet50)
-        return wh.model.build(wh.trials.variant(wh.trials.get("corrected"), "tiny", image_size_px=SIZE_PX))
+        return wh.model.build(wh.recipes.variant(wh.recipes.get("corrected"), "tiny", image_size_px=SIZE_PX))
 
 
 @pytest.fixture(scope="module")

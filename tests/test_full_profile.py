@@ -92,7 +92,7 @@ def test_the_baseline_needs_the_file_with_the_classifier_and_says_which(weight_f
 
 
 def test_the_trial_model_loads_the_named_file_through_keras(weight_files):
-    trial = wh.trials.variant(wh.trials.get("trial2"), "tiny", image_size_px=32)
+    trial = wh.recipes.variant(wh.recipes.get("trial2"), "tiny", image_size_px=32)
     profile = wh.profiles.load("full", weights=str(weight_files))
     loaded = wh.model.build(trial, wh.profiles.weights_file(profile))
     reference = keras.applications.ResNet50(include_top=False, weights=None, input_shape=(32, 32, 3))
@@ -147,19 +147,19 @@ def test_allow_cpu_refuses_anything_else(monkeypatch):
 
 def test_where_the_data_and_archive_are_do_not_make_another_result():
     """Moving the data, naming a mirror or allowing the CPU must not invalidate a saved result."""
-    base = wh.trials._profile_record(wh.profiles.load("full"))
-    moved = wh.trials._profile_record(
+    base = wh.profiles.record(wh.profiles.load("full"))
+    moved = wh.profiles.record(
         wh.profiles.load("full", data_dir="/elsewhere", archive_mirror="http://127.0.0.1:1/", allow_cpu=True)
     )
     assert base == moved and base["real_results"] is True
-    assert base != wh.trials._profile_record(wh.profiles.load("full", epochs=1))
+    assert base != wh.profiles.record(wh.profiles.load("full", epochs=1))
 
 
 # --- no GPU ---------------------------------------------------------------------------------
 
 
 def test_a_full_size_trial_without_a_gpu_stops_with_an_estimate():
-    trial = wh.trials.get("trial2")
+    trial = wh.recipes.get("trial2")
     images = {"train": 12_454, "validation": 400, "test": 100}
     with pytest.raises(wh.runtime.NeedsGPU, match=r"trial2 would take about .* on a Colab GPU, .* h on a 2-core CPU"):
         wh.runtime.check_device(trial, wh.profiles.load("full"), images, gpu=False)
@@ -167,19 +167,19 @@ def test_a_full_size_trial_without_a_gpu_stops_with_an_estimate():
     assert allowed.cpu_s > 3600 > allowed.gpu_s
     assert wh.runtime.check_device(trial, wh.profiles.load("full"), images, gpu=True) == allowed
     small = {"train": 20, "validation": 20, "test": 20}
-    tiny = wh.trials.variant(trial, "tiny", image_size_px=32, fine_tune_epochs=1, head_epochs=1)
+    tiny = wh.recipes.variant(trial, "tiny", image_size_px=32, fine_tune_epochs=1, head_epochs=1)
     assert wh.runtime.check_device(tiny, wh.profiles.load("full"), small, gpu=False).cpu_s < 60
 
 
 def test_the_estimate_grows_with_pixels_epochs_and_images():
-    trial = wh.trials.get("trial3")
+    trial = wh.recipes.get("trial3")
     images = {"train": 1000, "validation": 100, "test": 100}
     base = wh.runtime.estimate(trial, images)
-    bigger = wh.runtime.estimate(wh.trials.variant(trial, "b", image_size_px=320), images)
+    bigger = wh.runtime.estimate(wh.recipes.variant(trial, "b", image_size_px=320), images)
     assert bigger.gpu_s == pytest.approx(4 * base.gpu_s)
     more = wh.runtime.estimate(trial, {**images, "train": 2000})
     assert more.cpu_s > base.cpu_s
-    head_only = wh.runtime.estimate(wh.trials.get("trial1"), images)
+    head_only = wh.runtime.estimate(wh.recipes.get("trial1"), images)
     assert head_only.cpu_s < base.cpu_s
     assert wh.runtime.duration(30) == "30 s" and wh.runtime.duration(600) == "10 min"
     assert wh.runtime.duration(5 * 3600) == "5.0 h"
@@ -188,11 +188,11 @@ def test_the_estimate_grows_with_pixels_epochs_and_images():
 def test_run_trial_checks_the_device_before_training(tmp_path, monkeypatch, small_dataset, small_settings):
     """The guard sits in the engine: with a limit of zero seconds, even the smoke trial stops."""
     monkeypatch.setattr(wh.runtime, "CPU_LIMIT_S", 0)
-    monkeypatch.setattr(wh.trials, "_on_gpu", lambda: False)
-    monkeypatch.setattr(wh.data, "dataset_root", lambda profile=None: small_dataset)
+    monkeypatch.setattr(wh.hardware, "on_gpu", lambda: False)
+    monkeypatch.setattr(wh.data, "dataset_root", lambda profile: small_dataset)
     with pytest.raises(wh.runtime.NeedsGPU, match="WOOF_ALLOW_CPU=1"):
         wh.trials.run_trial("trial1", wh.profiles.load("smoke", data_dir=tmp_path), results=tmp_path / "results")
-    assert not (tmp_path / "results" / "smoke" / "trial1" / wh.trials.RESULT_FILE).exists()
+    assert not (tmp_path / "results" / "smoke" / "trial1" / wh.results.RESULT_FILE).exists()
 
 
 # --- Colab ----------------------------------------------------------------------------------
@@ -207,7 +207,7 @@ def in_colab(monkeypatch):
 def test_in_colab_with_drive_mounted_results_go_to_drive(in_colab, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("WOOF_DRIVE_DIR", str(tmp_path))
     wh.setup("smoke")
-    assert wh.trials.results_dir() == tmp_path / "woof" / "results"
+    assert wh.results.results_dir() == tmp_path / "woof" / "results"
     assert f"results: kept on Google Drive, {tmp_path / 'woof' / 'results'}" in capsys.readouterr().out
 
 

@@ -9,15 +9,15 @@ from stand_ins import install as install_stand_in  # tests/ is on sys.path under
 
 import woofhelpers as wh
 from woofhelpers import model as model_lib
-from woofhelpers import trials
+from woofhelpers import recipes, trials
 
 
 def small(name="m", **changes):
-    return trials.variant(trials.get("trial2"), name, image_size_px=32, **changes)
+    return recipes.variant(recipes.get("trial2"), name, image_size_px=32, **changes)
 
 
 def test_the_original_head_at_160_px_has_about_51_million_weights():
-    net = model_lib.build(trials.get("trial2"))
+    net = model_lib.build(recipes.get("trial2"))
     assert net.get_layer("head_flatten").input.shape[1:] == (5, 5, 2048)
     head = sum(w.numpy().size for name in ("head_dense", "predictions") for w in net.get_layer(name).weights)
     assert head == 5 * 5 * 2048 * 1000 + 1000 + 1000 * 10 + 10  # 51,211,010
@@ -138,7 +138,7 @@ def test_one_mixed_precision_training_step_leaves_finite_changed_weights(global_
     # The head on features, as the engine trains it with cached features.
     head = model_lib.head_model(net)
     model_lib.compile_model(head, "adam", 1e-3)
-    features = trials.probe(net).predict(images, verbose=0)[0]
+    features = wh.features.probe(net).predict(images, verbose=0)[0]
     assert features.dtype == np.float16
     before = net.get_layer("predictions").kernel.numpy().copy()
     head_loss = head.train_on_batch(features, labels)[0]
@@ -167,11 +167,11 @@ def test_one_mixed_precision_training_step_leaves_finite_changed_weights(global_
 
 def test_only_the_corrected_trial_asks_for_mixed_precision():
     # Trials 1-5 (and any other registered reproduction) train in float32, as the original did.
-    asks = {name: trials.get(name).mixed_precision for name in trials.TRIAL_NAMES}
+    asks = {name: recipes.get(name).mixed_precision for name in recipes.TRIAL_NAMES}
     assert {f"trial{n}" for n in range(1, 6)} <= set(asks)
     assert [name for name, mixed in asks.items() if mixed] == ["corrected"]
-    assert trials.variant(trials.get("corrected"), "ablation", head="original").mixed_precision
-    assert "mixed_precision" in trials.table(trials.get("trial2")).index
+    assert recipes.variant(recipes.get("corrected"), "ablation", head="original").mixed_precision
+    assert "mixed_precision" in recipes.table(recipes.get("trial2")).index
 
 
 class RecordsPrecision(keras.callbacks.Callback):
@@ -188,7 +188,7 @@ class RecordsPrecision(keras.callbacks.Callback):
 @pytest.mark.parametrize("mixed", [True, False])
 def test_on_a_gpu_the_engine_uses_mixed_precision_only_for_trials_that_ask(mixed, tmp_path, monkeypatch):
     install_stand_in(monkeypatch)
-    monkeypatch.setattr(trials, "_on_gpu", lambda: True)  # as if TensorFlow saw a GPU
+    monkeypatch.setattr(wh.hardware, "on_gpu", lambda: True)  # as if TensorFlow saw a GPU
     profile = wh.profiles.load(
         "smoke",
         data_dir=tmp_path / "data",
@@ -200,8 +200,8 @@ def test_on_a_gpu_the_engine_uses_mixed_precision_only_for_trials_that_ask(mixed
         epochs=1,
         max_images_per_class=None,
     )
-    trial = trials.variant(
-        trials.get("trial2"), "tiny", fine_tune="corrected", fine_tune_optimizer="adam", mixed_precision=mixed
+    trial = recipes.variant(
+        recipes.get("trial2"), "tiny", fine_tune="corrected", fine_tune_optimizer="adam", mixed_precision=mixed
     )
     recorder = RecordsPrecision()
     result = trials.run_trial(trial, profile, results=tmp_path / "results", callbacks=[recorder])

@@ -80,11 +80,11 @@ def test_trial5_is_refused_clearly(call):
 
 
 def test_write_up_figures_in_the_copy_agree_with_evaluate():
-    """The write-up's figures have one home, wh.evaluate.ORIGINAL_REPORTED; the packaged
+    """The write-up's figures have one home, wh.original.REPORTED; the packaged
     copy of the logs carries them too, and must not contradict it."""
     trials = _raw()["trials"]
-    assert set(trials) == set(wh.evaluate.ORIGINAL_REPORTED)
-    for name, (right, images) in wh.evaluate.ORIGINAL_REPORTED.items():
+    assert set(trials) == set(wh.original.REPORTED)
+    for name, (right, images) in wh.original.REPORTED.items():
         assert trials[name]["reported_in_writeup"] == pytest.approx(right / images, abs=1e-7), name  # float32
 
 
@@ -113,15 +113,15 @@ def test_epochs_are_numbered_continuously_while_keras_printed_10_twice():
 def test_fine_tuning_ran_11_epochs_and_the_registry_reproduces_it():
     for name in FINE_TUNED:
         assert len(wh.original.history(name)["fine_tune"]["epoch"]) == 11, name
-        assert wh.trials.get(name).fine_tune_epochs == 11, name
+        assert wh.recipes.get(name).fine_tune_epochs == 11, name
     # Trial 5 has no log; the write-up describes it as trial 4 with batch 10.
-    assert wh.trials.get("trial5").fine_tune_epochs == wh.trials.get("trial4").fine_tune_epochs
-    assert wh.trials.get("trial1").fine_tune_epochs == 0
+    assert wh.recipes.get("trial5").fine_tune_epochs == wh.recipes.get("trial4").fine_tune_epochs
+    assert wh.recipes.get("trial1").fine_tune_epochs == 0
 
 
 def test_trial1_always_answers_one_breed_from_epoch_2():
     history = wh.original.history("trial1")["head"]
-    train = wh.data.VERSIONS["imagewoof-320"].class_counts["train"]
+    train = wh.catalog.VERSIONS["imagewoof-320"].class_counts["train"]
     one_breed = max(n for n, _ in train.values()) / sum(n for n, _ in train.values())  # 1,300 / 12,454
     assert history["accuracy"][1:] == [round(one_breed, 4)] * 9 == [0.1044] * 9
     assert history["loss"][1:] == [14.4294] * 9
@@ -143,7 +143,7 @@ def test_trial2_head_peaks_then_fine_tuning_collapses_to_chance():
         assert all(0.085 < value < 0.115 for value in fine_tune[key]), key  # chance: 1 in 10
     assert all(abs(loss - math.log(10)) < 0.25 for loss in fine_tune["loss"])  # ln 10: uniform outputs
     assert wh.original.final_test("trial2") == {"loss": 2.2935, "accuracy": 0.1042, "batches": 3, "images": 96}
-    right, images = wh.evaluate.ORIGINAL_REPORTED["trial2"]
+    right, images = wh.original.REPORTED["trial2"]
     assert (right, images) == (70, 96)  # the write-up's 72.92%, from another run of the same notebook
     assert round(0.1042 * 96) == 10
 
@@ -178,7 +178,7 @@ def test_validation_was_what_take_left():
         assert math.ceil(validation / wh.original.BATCH_SIZE) == raw[name]["initial_evaluation"]["batches"], name
         assert sizes["held out"] == sizes["validation"] + sizes["test"]
     # The held-out counts agree with the dataset catalogue and the full-size splits.
-    assert wh.original.HELD_OUT_IMAGES["trial1"] == wh.data.VERSIONS["imagewoof-320"].counts["val"]
+    assert wh.original.HELD_OUT_IMAGES["trial1"] == wh.catalog.VERSIONS["imagewoof-320"].counts["val"]
     pooled = wh.runtime.FULL_SPLIT_SIZES["pooled"]
     assert wh.original.HELD_OUT_IMAGES["trial4"] == pooled["validation"] + pooled["test"]
 
@@ -225,7 +225,7 @@ def test_original_curves_draw_the_logged_points(name):
     assert wh.original.citation(name) in text
 
 
-def _result(profile: dict) -> wh.trials.TrialResult:
+def _result(profile: dict) -> wh.results.TrialResult:
     history = {
         "head": {
             "epoch": [1, 2],
@@ -236,7 +236,7 @@ def _result(profile: dict) -> wh.trials.TrialResult:
         },
         "fine_tune": {"epoch": [3], "loss": [2.2], "accuracy": [0.3], "val_loss": [2.5], "val_accuracy": [0.15]},
     }
-    return wh.trials.TrialResult(
+    return wh.results.TrialResult(
         trial={"name": "trial2"},
         effective={},
         profile=profile,

@@ -172,7 +172,7 @@ def ten_breed_model() -> keras.Model:
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(keras.applications, "ResNet50", small_resnet50)
-        return wh.model.build(wh.trials.variant(wh.trials.get("corrected"), "tiny", image_size_px=32))
+        return wh.model.build(wh.recipes.variant(wh.recipes.get("corrected"), "tiny", image_size_px=32))
 
 
 @pytest.fixture(scope="module")

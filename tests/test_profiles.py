@@ -26,8 +26,8 @@ def test_woof_profile_full_selects_the_real_data_and_imagenet_weights(monkeypatc
     profile = wh.profiles.load()
     assert profile.name == "full"
     assert profile.weights == "imagenet"
-    assert profile.dataset in wh.data.VERSIONS
-    assert profile.dataset == wh.data.DEFAULT_VERSION
+    assert profile.dataset in wh.catalog.VERSIONS
+    assert profile.dataset == wh.catalog.DEFAULT_VERSION
     assert profile.real_results
 
 
@@ -127,7 +127,7 @@ def test_invalid_field_values_are_refused(override, word):
 def test_unknown_dataset_error_lists_the_known_ones():
     with pytest.raises(ValueError) as excinfo:
         wh.profiles.load("full", dataset="imagewoof")
-    for name in ("synthetic", *wh.data.VERSIONS):
+    for name in ("synthetic", *wh.catalog.VERSIONS):
         assert name in str(excinfo.value)
 
 
@@ -143,7 +143,7 @@ def test_full_describe_says_real_results_and_imagenet_weights():
     assert "NOT real results" not in text
     assert "real results" in text
     assert "ImageNet weights" in text
-    assert wh.data.DEFAULT_VERSION in text
+    assert wh.catalog.DEFAULT_VERSION in text
 
 
 def test_full_profile_with_random_weights_does_not_claim_real_results():
@@ -152,21 +152,22 @@ def test_full_profile_with_random_weights_does_not_claim_real_results():
     assert "NOT real results" in profile.describe()
 
 
-def test_use_selects_the_profile_that_current_returns(tmp_path):
-    selected = wh.profiles.use("full", data_dir=tmp_path)
-    assert wh.profiles.current() is selected
-    assert wh.profiles.current().name == "full"
-
-
-def test_current_reads_woof_profile_when_nothing_was_selected(monkeypatch):
+def test_load_reads_woof_profile_when_no_name_is_given(monkeypatch):
     monkeypatch.setenv("WOOF_PROFILE", "full")
-    assert wh.profiles.current().name == "full"
+    assert wh.profiles.load().name == "full"
 
 
-def test_setup_prints_the_description_and_selects_the_profile(capsys, tmp_path):
+def test_there_is_no_current_profile_to_fall_back_on():
+    """Every function that depends on a profile takes it: none reads a process-wide one."""
+    assert not hasattr(wh.profiles, "current") and not hasattr(wh.profiles, "use")
+    with pytest.raises(TypeError):
+        wh.data.dataset_root()  # noqa  (the profile is a required argument)
+
+
+def test_setup_prints_the_description_and_returns_the_profile(capsys, tmp_path):
     profile = wh.setup("smoke", data_dir=tmp_path)
     assert capsys.readouterr().out.strip() == profile.describe()
-    assert wh.profiles.current() is profile
+    assert profile == wh.profiles.load("smoke", data_dir=tmp_path)
 
 
 @pytest.mark.parametrize("name", wh.profiles.PROFILE_NAMES)

@@ -65,8 +65,8 @@ def bundle_dir(tiny, results_folder, tmp_path_factory) -> Path:
     return _BUNDLES["bundle"]
 
 
-def saved(results_folder: Path, name: str) -> wh.trials.TrialResult:
-    return wh.trials.TrialResult.load(results_folder / "smoke" / name)
+def saved(results_folder: Path, name: str) -> wh.results.TrialResult:
+    return wh.results.TrialResult.load(results_folder / "smoke" / name)
 
 
 def test_a_profile_without_real_results_is_refused_with_what_to_do(tiny, tmp_path):
@@ -259,7 +259,7 @@ def test_publishing_again_replaces_the_bundle_only_once_the_new_one_is_complete(
 
 def test_names_default_to_every_registered_trial_in_registry_order(tiny):
     everything = published.check_request(tiny, allow_not_real=True)
-    assert everything == (*wh.trials.TRIAL_NAMES, *wh.trials.LADDER_TRIALS) == published.registered()
+    assert everything == (*wh.recipes.TRIAL_NAMES, *wh.recipes.LADDER_TRIALS) == published.registered()
     assert published.check_request(tiny, ["corrected", "trial1", "trial1"], allow_not_real=True) == NAMES
     with pytest.raises(ValueError, match="no trials to publish"):
         published.check_request(tiny, [], allow_not_real=True)

@@ -1,4 +1,4 @@
-"""woofhelpers._quiet: importing the package keeps TensorFlow's C++ start-up notices
+"""woofhelpers.hardware.import_tensorflow: importing the package keeps TensorFlow's C++ start-up notices
 out of stderr (and so out of notebook outputs), and lets real errors through."""
 
 import os

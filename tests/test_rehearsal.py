@@ -28,7 +28,7 @@ import pytest
 import stand_ins  # tests/ is on sys.path under pytest
 
 import woofhelpers as wh
-from woofhelpers import refresh
+from tools import refresh
 
 REPO = Path(__file__).resolve().parent.parent
 CHAPTERS = refresh.book_order()
@@ -60,7 +60,7 @@ def rehearsal(tmp_path_factory):
     """Mirror, weights, stand-in Colab and environment; the HTTP server runs for the module."""
     top = tmp_path_factory.mktemp("rehearsal")
     mirror = top / "mirror"
-    for version in wh.data.VERSIONS:
+    for version in wh.catalog.VERSIONS:
         root = wh.synthetic.replica(top / "replicas" / version, version, shortest_side_px=32)
         wh.synthetic.pack(root, mirror / f"{version}.tgz", top_folder=version)
     shutil.rmtree(top / "replicas")
@@ -142,7 +142,7 @@ def test_every_chapter_runs_in_the_full_profile_and_says_what_made_its_outputs(r
     generated = [p.name for p in data.glob("*synthetic*")]
     assert not generated, f"{md.stem} wrote generated data into the real data folder: {generated}"
     if md.stem == "dataset":
-        for version in wh.data.VERSIONS:
+        for version in wh.catalog.VERSIONS:
             marker = json.loads((data / version / wh.data.VERIFIED_MARKER).read_text())
             assert marker["url"] == f"{rehearsal['mirror']}{version}.tgz"  # the URL actually used
         assert f"v2 from: {rehearsal['mirror']}imagewoof2-320.tgz" in everything

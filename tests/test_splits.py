@@ -7,6 +7,7 @@ from collections import Counter
 import pytest
 
 import woofhelpers as wh
+from woofhelpers import recipes
 from woofhelpers.splits import PARTS
 
 
@@ -124,13 +125,13 @@ def test_pooled_picks_the_files_keras_picked_for_the_original(dataset, request, 
 @pytest.mark.parametrize("dataset", ["small_dataset", "v2_dataset"])
 def test_pooled_leakage_free_divides_the_rest_as_keras_would(dataset, request, tmp_path, tf):
     root = request.getfixturevalue(dataset)
-    seen_by_imagenet = lambda path: not wh.data.is_imagenet_val(path)  # noqa: E731
+    seen_by_imagenet = lambda path: not wh.catalog.is_imagenet_val(path)  # noqa: E731
     back = pool_like_the_original(root, tmp_path / "imagewoof_all", keep=seen_by_imagenet)
     keras_train, keras_validation = keras_division(tmp_path / "imagewoof_all", back)
     split = wh.splits.pooled_leakage_free(root)
     assert list(split.parts["train"]) == keras_train
     assert list(split.parts["validation"]) == keras_validation
-    ilsvrc = [p for p in every_file(root) if wh.data.is_imagenet_val(p)]
+    ilsvrc = [p for p in every_file(root) if wh.catalog.is_imagenet_val(p)]
     assert sorted(split.parts["test"]) == ilsvrc
     assert wh.splits.leakage_free_test(split) == tuple(split.parts["test"])  # its own test is the honest one
 
@@ -177,9 +178,8 @@ def test_pooled_refuses_a_fraction_outside_0_to_1(small_dataset, fraction):
 
 
 def test_the_honest_trials_differ_from_the_faithful_ones_only_in_their_split():
-    trials = pytest.importorskip("woofhelpers.trials")
     for name in ("trial4", "trial5"):
-        faithful, honest = trials.get(name), trials.get(f"{name}_honest")
+        faithful, honest = recipes.get(name), recipes.get(f"{name}_honest")
         assert faithful.split == "pooled" and honest.split == "pooled_leakage_free"
         same = dataclasses.replace(honest, name=name, split="pooled", description=faithful.description)
         assert same == faithful
@@ -320,7 +320,7 @@ def refuse_writes(monkeypatch, number):
     def refuse(path, text):
         raise OSError(number, os.strerror(number), str(path))
 
-    monkeypatch.setattr(wh.data, "write_text_atomically", refuse)
+    monkeypatch.setattr(wh.splits, "write_text_atomically", refuse)
 
 
 def test_make_writes_nothing_when_the_manifest_is_there_already(small_dataset, copy_dataset, monkeypatch):

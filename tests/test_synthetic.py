@@ -285,14 +285,14 @@ def test_a_dataset_another_process_finishes_first_is_kept_and_ours_discarded(tmp
 def test_a_replica_has_the_real_archives_shape_class_by_class(tmp_path, version):
     """The rehearsal's data: every class of every split holds as many images, and as many
     ImageNet validation images, as the real archive, under real-style names."""
-    spec = wh.data.VERSIONS[version]
+    spec = wh.catalog.VERSIONS[version]
     root = wh.synthetic.replica(tmp_path / version, version, shortest_side_px=16)
     found = wh.data.verify(root, spec.counts)
     for split, by_class in spec.class_counts.items():
         for wnid, (total, imagenet_val) in by_class.items():
             files = list((root / split / wnid).iterdir())
             assert found[split][wnid] == total == len(files)
-            assert sum(wh.data.is_imagenet_val(p) for p in files) == imagenet_val
+            assert sum(wh.catalog.is_imagenet_val(p) for p in files) == imagenet_val
             assert all(p.name.startswith((f"{wnid}_", "ILSVRC2012_val_")) for p in files)
     assert (root / "noisy_imagewoof.csv").is_file() == (version == "imagewoof2-320")
     with pytest.raises(FileExistsError):

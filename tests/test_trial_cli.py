@@ -159,7 +159,7 @@ def test_a_damaged_result_is_one_line_naming_the_file_and_retrain(cli, tmp_path)
     line = one_error_line(err)
     assert str(saved) in line and "--retrain" in line
     # --debug shows the traceback instead: the error itself.
-    with pytest.raises(wh.trials.DamagedFileError):
+    with pytest.raises(wh.results.DamagedFileError):
         main(["run-trial", "trial1", "--results", str(results), "--debug"])
     assert cli("run-trial", "trial1", "--results", str(results), "--retrain")[0] == 0
 

@@ -21,7 +21,7 @@ import pytest
 from stand_ins import install as install_stand_in  # tests/ is on sys.path under pytest
 
 import woofhelpers as wh
-from woofhelpers import trials
+from woofhelpers import recipes, results, trials
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -51,8 +51,8 @@ def tiny_profile(tmp_path_factory):
 
 
 def tiny_trial(name="tiny", **changes):
-    base = trials.variant(trials.get("trial2"), name, fine_tune="corrected", fine_tune_optimizer="adam")
-    return trials.variant(base, name, **changes)
+    base = recipes.variant(recipes.get("trial2"), name, fine_tune="corrected", fine_tune_optimizer="adam")
+    return recipes.variant(base, name, **changes)
 
 
 class Interrupt(keras.callbacks.Callback):
@@ -79,7 +79,7 @@ def test_registry_holds_the_original_trials_as_they_ran():
         "trial5": (200, 10, "softmax", 0.0001, 0.00001, "pooled"),
     }
     for name, expected in table.items():
-        t = trials.get(name)
+        t = recipes.get(name)
         assert (
             t.image_size_px,
             t.batch_size,
@@ -100,8 +100,8 @@ def test_registry_holds_the_original_trials_as_they_ran():
             assert (t.fine_tune, t.fine_tune_optimizer, t.fine_tune_epochs) == ("original", "rmsprop", 11)
             # the original fine-tuned at a tenth of the head's rate
             assert t.fine_tune_learning_rate == pytest.approx(t.head_learning_rate / 10)
-    assert trials.get("trial1").fine_tune is None
-    corrected = trials.get("corrected")
+    assert recipes.get("trial1").fine_tune is None
+    corrected = recipes.get("corrected")
     assert (corrected.preprocessing, corrected.head, corrected.fine_tune, corrected.split) == (
         "resnet50",
         "corrected",
@@ -109,7 +109,9 @@ def test_registry_holds_the_original_trials_as_they_ran():
         "leakage_free",
     )
     # the original defined an augmentation and never applied it; the corrected recipe applies it
-    assert corrected.augment and not any(trials.get(name).augment for name in trials.TRIAL_NAMES if name != "corrected")
+    assert corrected.augment and not any(
+        recipes.get(name).augment for name in recipes.TRIAL_NAMES if name != "corrected"
+    )
 
 
 def test_the_ladder_goes_from_trial3_to_the_corrected_recipe_one_named_change_per_rung():
@@ -118,32 +120,32 @@ def test_the_ladder_goes_from_trial3_to_the_corrected_recipe_one_named_change_pe
     def settings(trial):
         return {k: v for k, v in dataclasses.asdict(trial).items() if k not in ("name", "description")}
 
-    rungs = [trials.get(name) for name in trials.LADDER]
-    assert trials.LADDER[-1] == "corrected" and rungs[-1] is trials.get("corrected")
-    assert len(rungs) == len(trials.RUNGS) == 6
+    rungs = [recipes.get(name) for name in recipes.LADDER]
+    assert recipes.LADDER[-1] == "corrected" and rungs[-1] is recipes.get("corrected")
+    assert len(rungs) == len(recipes.RUNGS) == 6
     # rung 0 is trial 3, tested on the honest test set (and in mixed precision, as every rung)
-    assert {k for k, v in settings(rungs[0]).items() if settings(trials.get("trial3"))[k] != v} == {
+    assert {k for k, v in settings(rungs[0]).items() if settings(recipes.get("trial3"))[k] != v} == {
         "split",
         "mixed_precision",
     }
-    for before, after, (_, _, changes) in zip(rungs[:-1], rungs[1:], trials.RUNGS[1:], strict=True):
+    for before, after, (_, _, changes) in zip(rungs[:-1], rungs[1:], recipes.RUNGS[1:], strict=True):
         changed = {k for k, v in settings(after).items() if settings(before)[k] != v}
         assert changed == set(changes), (after.name, changed)
     assert all(rung.split == "leakage_free" and rung.mixed_precision for rung in rungs)
     # registered for get and the command line, but not run by the chapters
-    assert not set(trials.LADDER[:-1]) & set(trials.TRIAL_NAMES)
+    assert not set(recipes.LADDER[:-1]) & set(recipes.TRIAL_NAMES)
 
 
 @pytest.mark.parametrize(
     "call, words",
     [
-        (lambda: trials.get("trial9"), ["trial9", "trial1", "corrected"]),
+        (lambda: recipes.get("trial9"), ["trial9", "trial1", "corrected"]),
         (lambda: tiny_trial(image_size_px=31), ["31", "32"]),
         (lambda: tiny_trial(batch_size=0), ["batch_size=0"]),
         (lambda: tiny_trial(split="random"), ["random", "official", "pooled", "leakage_free"]),
         (lambda: tiny_trial(output_activation="tanh"), ["tanh", "softmax"]),
         (lambda: tiny_trial(fine_tune="all"), ["all", "original", "corrected"]),
-        (lambda: trials.run_trial("nope"), ["nope", "trial5"]),
+        (lambda: trials.run_trial("nope", wh.profiles.load("smoke")), ["nope", "trial5"]),
     ],
 )
 def test_bad_arguments_raise_value_errors_naming_the_valid_values(call, words):
@@ -156,7 +158,7 @@ def test_bad_arguments_raise_value_errors_naming_the_valid_values(call, words):
 def test_the_profile_overrides_size_batch_and_epochs_only_where_it_sets_them(tmp_path):
     smoke = wh.profiles.load("smoke", data_dir=tmp_path)
     full = wh.profiles.load("full", data_dir=tmp_path)
-    t1, t4 = trials.get("trial1"), trials.get("trial4")
+    t1, t4 = recipes.get("trial1"), recipes.get("trial4")
     assert t4.for_profile(full) == t4
     small = t4.for_profile(smoke)
     assert (small.image_size_px, small.batch_size, small.head_epochs, small.fine_tune_epochs) == (64, 16, 2, 2)
@@ -165,7 +167,7 @@ def test_the_profile_overrides_size_batch_and_epochs_only_where_it_sets_them(tmp
 
 
 def test_table_has_one_column_per_trial():
-    frame = trials.table(trials.get("trial2"), trials.get("trial3"))
+    frame = recipes.table(recipes.get("trial2"), recipes.get("trial3"))
     assert list(frame.columns) == ["trial2", "trial3"]
     assert frame.loc["head_learning_rate", "trial3"] == 0.0001
     assert "name" not in frame.index
@@ -181,11 +183,12 @@ def finished(tiny_profile, tmp_path_factory):
     return trials.run_trial(tiny_trial(), tiny_profile, results=folder), folder
 
 
-def test_a_run_saves_its_result_with_plots_and_loads_it_again(finished, tiny_profile):
+def test_a_run_saves_its_result_and_weights_and_loads_them_again(finished, tiny_profile):
     result, folder = finished
     trial_dir = folder / "smoke" / "tiny"
-    assert {p.name for p in trial_dir.iterdir()} == {trials.RESULT_FILE, trials.CURVES_FILE, trials.WEIGHTS_FILE}
-    saved = json.loads((trial_dir / trials.RESULT_FILE).read_text())
+    # The engine draws nothing: the learning curves are the command line's (test_trial_cli.py).
+    assert {p.name for p in trial_dir.iterdir()} == {results.RESULT_FILE, results.WEIGHTS_FILE}
+    saved = json.loads((trial_dir / results.RESULT_FILE).read_text())
     assert saved["history"]["head"]["epoch"] == [1, 2]
     assert saved["history"]["fine_tune"]["epoch"] == [3, 4]
     assert set(saved["history"]["fine_tune"]) >= {"loss", "accuracy", "val_loss", "val_accuracy"}
@@ -250,9 +253,9 @@ def test_an_interrupted_run_resumes_from_the_last_finished_epoch(finished, tiny_
     for stop_at in (1, 3):
         with pytest.raises(KeyboardInterrupt):
             trials.run_trial(tiny_trial(), tiny_profile, results=tmp_path, callbacks=[Interrupt(stop_at)])
-        committed = trials._committed(tmp_path / "smoke" / "tiny" / "checkpoint")
+        committed = wh.checkpoint.committed(tmp_path / "smoke" / "tiny" / "checkpoint")
         assert [p.name for p in committed] == [f"epoch-{stop_at:04d}"]  # one unit: the last finished epoch
-        assert json.loads((committed[0] / trials.CHECKPOINT_STATE).read_text())["epochs_done"] == stop_at
+        assert json.loads((committed[0] / wh.checkpoint.STATE).read_text())["epochs_done"] == stop_at
     seen = []
 
     class Record(keras.callbacks.Callback):
@@ -304,7 +307,7 @@ def test_a_short_trial_runs_under_a_mirrored_strategy_on_two_logical_cpus(tmp_pa
         profile = wh.profiles.load("smoke", data_dir={str(tmp_path / "data")!r}, synthetic_train_per_class=3,
             synthetic_val_per_class=5, synthetic_shortest_side_px=40, image_size_px=32, batch_size=4, epochs=1,
             max_images_per_class=None)
-        trial = wh.trials.variant(wh.trials.get("trial1"), "mirrored", output_activation="softmax")
+        trial = wh.recipes.variant(wh.recipes.get("trial1"), "mirrored", output_activation="softmax")
         strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
         result = wh.trials.run_trial(trial, profile, strategy=strategy, results={str(tmp_path / "results")!r})
         print("REPLICAS", result.hardware["replicas"], result.hardware["strategy"], len(result.history["head"]["loss"]))
@@ -349,20 +352,20 @@ def test_each_epoch_sees_a_new_order_that_depends_only_on_seed_and_epoch(tiny_pr
 
     trial = tiny_trial().for_profile(tiny_profile)
     split, _ = trials.trial_data(trial, tiny_profile)
-    in_manifest_order = np.concatenate([x for x, _ in trials._fixed(trial, split, "train")])
-    train, _ = trials._phase_datasets(trial, split)
+    in_manifest_order = np.concatenate([x for x, _ in wh.features.fixed(trial, split, "train")])
+    train, _ = wh.features.image_datasets(trial, split)
     orders = [image_order(train(epoch), in_manifest_order) for epoch in range(3)]
     assert all(sorted(order) == list(range(len(in_manifest_order))) for order in orders)  # each image once
     assert len({tuple(order) for order in orders}) == 3, "two epochs saw the training images in the same order"
     # Only the seed and the epoch: built again, or for a trial that differs in anything else, the same order.
-    again, _ = trials._phase_datasets(trials.variant(trial, "other", head_learning_rate=0.5), split)
+    again, _ = wh.features.image_datasets(recipes.variant(trial, "other", head_learning_rate=0.5), split)
     assert image_order(again(1), in_manifest_order) == orders[1]
-    reseeded, _ = trials._phase_datasets(trials.variant(trial, "reseeded", seed=trial.seed + 1), split)
+    reseeded, _ = wh.features.image_datasets(recipes.variant(trial, "reseeded", seed=trial.seed + 1), split)
     assert image_order(reseeded(1), in_manifest_order) != orders[1]
     # The head trained on cached features sees its features in the same order as the images.
-    probing = trials.probe(model_lib.build(trial, None))
-    features_in_manifest_order = trials._predict(probing, split, "train", trial)[0]
-    feature_train, _ = trials._feature_datasets(probing, trial, split)
+    probing = wh.features.probe(model_lib.build(trial, None))
+    features_in_manifest_order = wh.features.predict_part(probing, split, "train", trial)[0]
+    feature_train, _ = wh.features.feature_datasets(probing, trial, split)
     for epoch in range(3):
         assert feature_order(feature_train(epoch), features_in_manifest_order) == orders[epoch], epoch
 
@@ -371,7 +374,7 @@ def test_the_saved_predictions_are_the_models_for_each_test_image_in_manifest_or
     from woofhelpers import pipeline
 
     result, _ = finished
-    effective = trials.Trial(**result.effective)
+    effective = recipes.Trial(**result.effective)
     split, honest = trials.trial_data(effective, tiny_profile)
     assert result.split["fingerprint"] == split.fingerprint()
     model = trials.load_model(result)
@@ -394,7 +397,7 @@ def test_evaluate_pairs_each_prediction_with_its_own_image_and_label(tiny_profil
     split, _ = trials.trial_data(trial, tiny_profile)
     keras.utils.set_random_seed(0)
     network = model_lib.build(trial, None)  # untrained: a different prediction for every image
-    metrics, saved = trials._evaluate(trials.probe(network), split, trial)
+    metrics, saved = wh.features.test(wh.features.probe(network), split, trial)
     images = pipeline.dataset(split, "test", image_size_px=trial.image_size_px, batch_size=3, shuffle=False)
     expected = network.predict(images.map(lambda x, y: x), verbose=0)
     assert np.abs(expected - expected[:1]).max() > 1e-3
@@ -455,17 +458,17 @@ def test_a_damaged_result_names_the_file_and_retrain_starts_over(finished, tiny_
     _, folder = finished
     trial_dir = tmp_path / "smoke" / "tiny"
     shutil.copytree(folder / "smoke" / "tiny", trial_dir)
-    result_file = trial_dir / trials.RESULT_FILE
+    result_file = trial_dir / results.RESULT_FILE
     text = result_file.read_text()
     for damaged in (text[: len(text) // 2], "\x00garbage", "{}", "[1, 2]"):
         result_file.write_text(damaged)
         for _ in range(2):  # every rerun says the same, until told to retrain
-            with pytest.raises(trials.DamagedFileError) as error:
+            with pytest.raises(results.DamagedFileError) as error:
                 trials.run_trial(tiny_trial(), tiny_profile, results=tmp_path)
             assert str(result_file) in str(error.value)
             assert "retrain=True" in str(error.value) and "--retrain" in str(error.value)
     retrained = trials.run_trial(tiny_trial(), tiny_profile, results=tmp_path, retrain=True)
-    assert trials.TrialResult.load(trial_dir).created == retrained.created
+    assert results.TrialResult.load(trial_dir).created == retrained.created
 
 
 def test_a_result_with_other_settings_names_both_ways_to_retrain(finished, tiny_profile):
@@ -491,12 +494,12 @@ def _truncate(path):
 @pytest.mark.parametrize(
     "which, damage",
     [
-        (trials.CHECKPOINT_STATE, _truncate),
-        (trials.CHECKPOINT_STATE, lambda path: path.write_text('{"phase": "head"}')),
-        (trials.CHECKPOINT_STATE, lambda path: path.unlink()),
-        (trials.CHECKPOINT_WEIGHTS, lambda path: path.write_bytes(b"garbage" * 100)),
-        (trials.CHECKPOINT_WEIGHTS, _truncate),
-        (trials.CHECKPOINT_WEIGHTS, lambda path: path.unlink()),
+        (wh.checkpoint.STATE, _truncate),
+        (wh.checkpoint.STATE, lambda path: path.write_text('{"phase": "head"}')),
+        (wh.checkpoint.STATE, lambda path: path.unlink()),
+        (wh.checkpoint.WEIGHTS, lambda path: path.write_bytes(b"garbage" * 100)),
+        (wh.checkpoint.WEIGHTS, _truncate),
+        (wh.checkpoint.WEIGHTS, lambda path: path.unlink()),
     ],
     ids=[
         "state-truncated",
@@ -513,10 +516,10 @@ def test_a_damaged_checkpoint_names_the_file_and_retrain_starts_over(
     import shutil
 
     shutil.copytree(interrupted / "smoke", tmp_path / "smoke")
-    damaged = trials._committed(tmp_path / "smoke" / "tiny" / "checkpoint")[-1] / which
+    damaged = wh.checkpoint.committed(tmp_path / "smoke" / "tiny" / "checkpoint")[-1] / which
     damage(damaged)
     for _ in range(2):
-        with pytest.raises(trials.DamagedFileError) as error:
+        with pytest.raises(results.DamagedFileError) as error:
             trials.run_trial(tiny_trial(), tiny_profile, results=tmp_path, callbacks=[Interrupt(0)])
         assert str(damaged) in str(error.value) and "--retrain" in str(error.value)
     result = trials.run_trial(tiny_trial(), tiny_profile, results=tmp_path, retrain=True)
@@ -566,7 +569,7 @@ def test_a_run_killed_between_saving_the_weights_and_the_state_resumes_as_if_nev
     for phase in ("head", "fine_tune"):
         for key, values in reference.history[phase].items():
             np.testing.assert_allclose(resumed.history[phase][key], values, rtol=1e-4, err_msg=f"{phase} {key}")
-    assert not (tmp_path / "smoke" / "tiny" / trials.CHECKPOINT_DIR).exists()
+    assert not (tmp_path / "smoke" / "tiny" / wh.checkpoint.FOLDER).exists()
 
 
 def test_a_full_disk_keeps_the_last_good_checkpoint_and_the_rerun_resumes(
@@ -596,7 +599,7 @@ def test_a_full_disk_keeps_the_last_good_checkpoint_and_the_rerun_resumes(
     assert error.value.errno == errno.ENOSPC
     message = str(error.value)
     assert "epoch 2" in message and "after epoch 1 is kept" in message and "run the trial again" in message
-    checkpoint = tmp_path / "smoke" / "tiny" / trials.CHECKPOINT_DIR
+    checkpoint = tmp_path / "smoke" / "tiny" / wh.checkpoint.FOLDER
     assert sorted(p.name for p in checkpoint.iterdir()) == ["epoch-0001"]  # no half-written folder left
     # The file left open is closed: h5py would write it again at exit, fail, and crash the interpreter.
     assert not left_open[0]
@@ -618,18 +621,18 @@ def test_a_full_disk_while_saving_the_result_keeps_the_checkpoint(interrupted, t
     import shutil
 
     shutil.copytree(interrupted / "smoke", tmp_path / "smoke")
-    write_text_atomically = wh.data.write_text_atomically
+    write_text_atomically = wh.io.write_text_atomically
 
     def full_disk(path, text):
-        if Path(path).name == trials.RESULT_FILE:
+        if Path(path).name == results.RESULT_FILE:
             raise OSError(errno.ENOSPC, "No space left on device", str(path))
         return write_text_atomically(path, text)
 
-    monkeypatch.setattr(wh.data, "write_text_atomically", full_disk)
+    monkeypatch.setattr(wh.io, "write_text_atomically", full_disk)
     with pytest.raises(OSError, match="checkpoint .*is kept") as error:
         trials.run_trial(tiny_trial(), tiny_profile, results=tmp_path)
     assert error.value.errno == errno.ENOSPC
-    monkeypatch.setattr(wh.data, "write_text_atomically", write_text_atomically)
+    monkeypatch.setattr(wh.io, "write_text_atomically", write_text_atomically)
     result = trials.run_trial(tiny_trial(), tiny_profile, results=tmp_path, callbacks=[Interrupt(0)])  # no training
     assert result.history["fine_tune"]["epoch"] == [3, 4]
 
@@ -656,7 +659,7 @@ def test_a_results_folder_that_cannot_be_one_is_refused_with_the_fix(kind, tiny_
 
 def test_a_split_too_small_for_a_generated_dataset_says_which_setting_to_raise(tiny_profile):
     with pytest.raises(ValueError) as error:  # 3 train images per class: too few to hold out 10% of each
-        trials.trial_data(trials.get("corrected"), tiny_profile)
+        trials.trial_data(recipes.get("corrected"), tiny_profile)
     message = str(error.value)
     assert "'leakage_free'" in message and "WOOF_SYNTHETIC_TRAIN_PER_CLASS" in message
 
@@ -678,9 +681,9 @@ def test_load_model_names_a_damaged_weights_file(finished, tmp_path):
 
     result, folder = finished
     copy = shutil.copytree(folder / "smoke" / "tiny", tmp_path / "tiny")
-    (copy / trials.WEIGHTS_FILE).write_bytes(b"garbage")
-    with pytest.raises(trials.DamagedFileError, match="model.weights.h5 is damaged"):
-        trials.load_model(trials.TrialResult.load(copy))
+    (copy / results.WEIGHTS_FILE).write_bytes(b"garbage")
+    with pytest.raises(results.DamagedFileError, match="model.weights.h5 is damaged"):
+        trials.load_model(results.TrialResult.load(copy))
 
 
 def test_imagenet_weights_that_cannot_be_downloaded_say_what_to_do(tiny_profile, tmp_path, monkeypatch):

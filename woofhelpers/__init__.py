@@ -1,14 +1,25 @@
 """woofhelpers: the code behind the Woof course on transfer learning.
 
-Chapters import it once, as ``import woofhelpers as wh``, and call everything
-through it: ``wh.labels``, ``wh.profiles``, ``wh.data``, ``wh.synthetic``,
-``wh.splits``, ``wh.pipeline``, ``wh.plots``, ``wh.evaluate``, ``wh.baseline``,
-``wh.gradcam``, ``wh.ablations``, ``wh.resnet``, ``wh.runtime``, ``wh.model``, ``wh.trials``,
-``wh.original`` (the original exercise's own epoch logs), ``wh.published`` (a full run's
-results, published into the book), ``wh.predict`` (classify a photo of your own) and
-``wh.export`` (a Keras file and TensorFlow Lite).
+Chapters import it once, as ``import woofhelpers as wh``, call ``profile = wh.setup()``
+and reach everything through ``wh.<topic>.<name>``. The modules, in layers (each imports
+only from its own layer or those below it; ``tests/test_structure.py`` keeps it so):
+
+- facts: ``wh.labels`` (wnid -> breed), ``wh.catalog`` (the archives and their counts),
+  ``wh.original`` (the original exercise's logs and reported figures), ``wh.io`` (writes
+  that are whole or absent);
+- settings: ``wh.profiles`` (smoke or full), ``wh.hardware`` (device, and the process-wide
+  settings a run touches, each restored);
+- data: ``wh.synthetic``, ``wh.data``, ``wh.splits``, ``wh.pipeline``;
+- recipes: ``wh.recipes`` (every trial as data), ``wh.runtime`` (how long one takes);
+- model: ``wh.model``, ``wh.evaluate`` (metrics), ``wh.gradcam``;
+- the engine's parts: ``wh.features``, ``wh.checkpoint``, ``wh.results``; the engine:
+  ``wh.trials``;
+- chapters' helpers: ``wh.plots``, ``wh.ablations``, ``wh.baseline``, ``wh.resnet``,
+  ``wh.predict``, ``wh.export``, ``wh.session`` (``wh.setup``, ``wh.versions``); and
+  ``wh.published`` (a full run's results, published into the book).
+
 Importing it also imports TensorFlow, when installed, without TensorFlow's C++ start-up
-notices (see ``woofhelpers._quiet``).
+notices (:func:`woofhelpers.hardware.import_tensorflow`).
 """
 
 from __future__ import annotations
@@ -20,40 +31,49 @@ import os as _os
 # outputs; a user who wants them sets TF_CPP_MIN_LOG_LEVEL before importing.
 _os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-from woofhelpers import _quiet  # noqa: E402
+from woofhelpers import hardware  # noqa: E402
 
 with _contextlib.suppress(ImportError):  # labels, splits and synthetic data work without TensorFlow
-    _quiet.import_tensorflow()
+    hardware.import_tensorflow()
 
 from woofhelpers import (  # noqa: E402
     ablations,
     baseline,
+    catalog,
     data,
     evaluate,
     gradcam,
+    io,
     labels,
     original,
     pipeline,
     plots,
     profiles,
+    recipes,
     resnet,
+    results,
     runtime,
     splits,
     synthetic,
 )
 from woofhelpers.session import setup, versions  # noqa: E402
 
-with _contextlib.suppress(ImportError):  # the model, the trials, publishing, predicting and exporting need Keras
-    from woofhelpers import export, model, predict, published, trials  # noqa: E402
+with _contextlib.suppress(ImportError):  # the model, the engine, publishing, predicting and exporting need Keras
+    from woofhelpers import checkpoint, export, features, model, predict, published, trials  # noqa: E402
 
 __version__ = "0.1.0"
 __all__ = [
     "ablations",
     "baseline",
+    "catalog",
+    "checkpoint",
     "data",
     "evaluate",
     "export",
+    "features",
     "gradcam",
+    "hardware",
+    "io",
     "labels",
     "model",
     "original",
@@ -62,7 +82,9 @@ __all__ = [
     "predict",
     "profiles",
     "published",
+    "recipes",
     "resnet",
+    "results",
     "runtime",
     "setup",
     "splits",

@@ -3,8 +3,9 @@
 - ``python -m woofhelpers run-trial <name> [--profile smoke|full] [--retrain] [--results FOLDER]
   [--debug]`` runs a registered trial headless, with Keras' progress output, and writes the
   same result files as ``wh.trials.run_trial`` in a chapter (``results/<profile>/<trial>/``,
-  or under ``--results``). Run it again after an interruption and it resumes from the last
-  finished epoch; ``--retrain`` trains it again from the start.
+  or under ``--results``), and draws its learning curves into ``learning_curves.png``. Run it
+  again after an interruption and it resumes from the last finished epoch; ``--retrain``
+  trains it again from the start.
 - ``python -m woofhelpers publish [--profile full] [--results FOLDER] [--out FOLDER]
   [--only NAME[,NAME]] [--allow-not-real] [--debug]`` runs or loads every registered trial
   (or those ``--only`` names) and writes their small bundle, which the book shows
@@ -75,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     prints the trial's test accuracy and where its result files are, ``publish`` the
     bundle's folder and size. Returns the exit status (0 on success, see the module's
     docstring for the others)."""
-    from woofhelpers import profiles, trials
+    from woofhelpers import plots, profiles, recipes, trials
 
     parser = argparse.ArgumentParser(prog="python -m woofhelpers", description="Woof course helpers.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -83,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     results_help = "results folder (default: results/ of the checkout)"
     debug_help = "on an error, show Python's traceback"
     run = commands.add_parser("run-trial", help="train and test one trial, save its result files")
-    run.add_argument("name", help=f"one of {', '.join(trials.TRIAL_NAMES)}")
+    run.add_argument("name", help=f"one of {', '.join(recipes.TRIAL_NAMES)}")
     run.add_argument("--profile", choices=profiles.PROFILE_NAMES, default=None, help=profile_help)
     run.add_argument("--retrain", action="store_true", help="train again even if a result is saved")
     run.add_argument("--results", type=_folder, default=None, help=results_help)
@@ -121,10 +122,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "classify":
         return _classify(args)
     try:
-        trial = trials.get(args.name)
+        trial = recipes.get(args.name)
     except ValueError as error:
         run.error(str(error))
-    profile, status = _attempt(args, lambda: profiles.use(args.profile), failure=USAGE_ERROR, expected=ValueError)
+    profile, status = _attempt(args, lambda: profiles.load(args.profile), failure=USAGE_ERROR, expected=ValueError)
     if status is not None:
         return status
     print(profile.describe())
@@ -138,7 +139,10 @@ def main(argv: list[str] | None = None) -> int:
         return status
     for which, metrics in result.test.items():
         print(f"test ({which}): accuracy {metrics['accuracy']:.4f}, loss {metrics['loss']:.4f}, {metrics['n']} images")
-    print(f"saved in {result.path}")
+    curves, status = _attempt(args, lambda: plots.save_trial_curves(result), failure=RUN_FAILED)
+    if status is not None:
+        return status
+    print(f"saved in {result.path} (learning curves: {curves.name})")
     return 0
 
 
@@ -150,7 +154,7 @@ def _publish(args: argparse.Namespace) -> int:
     names = None if args.only is None else [name.strip() for name in args.only.split(",") if name.strip()]
 
     def check():
-        profile = profiles.use(args.profile)
+        profile = profiles.load(args.profile)
         return profile, published.check_request(profile, names, allow_not_real=args.allow_not_real)
 
     checked, status = _attempt(args, check, failure=USAGE_ERROR, expected=ValueError)
@@ -179,7 +183,7 @@ def _classify(args: argparse.Namespace) -> int:
     from woofhelpers import baseline, export, predict, profiles
 
     def check():
-        profile = profiles.use(args.profile)
+        profile = profiles.load(args.profile)
         if not 1 <= args.top <= 10:
             raise ValueError(f"--top {args.top}: choose 1 to 10")
         return profile, export.check_model_file(args.model), predict.open_photo(args.photo)

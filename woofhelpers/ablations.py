@@ -11,13 +11,14 @@ Taught in the chapter *Results* (``chapters/results``).
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from woofhelpers import data, labels, splits
+from woofhelpers import catalog, hardware, labels, splits
 from woofhelpers.splits import Split
 
 if TYPE_CHECKING:
@@ -56,23 +57,22 @@ def reshuffling_dataset(paths: list[str] | tuple[str, ...], batch_size: int, see
     """A ``tf.data`` dataset of batches of file paths that reshuffles on every pass,
     as ``keras.utils.image_dataset_from_directory(shuffle=True)`` builds it: the file
     list shuffled once, then a ``shuffle`` with a buffer of ``batch_size * 8`` that
-    reshuffles each iteration, then batching. A ``seed`` also sets TensorFlow's global
-    seed (``tf.random.set_seed``); ``None`` gives a different order every time."""
+    reshuffles each iteration, then batching. With a ``seed``, the dataset is built under
+    that global seed (:func:`woofhelpers.hardware.seeded`), so its order does not depend on
+    what ran before; ``None`` gives a different order every time."""
     import tensorflow as tf
 
     if batch_size < 1:
         raise ValueError(f"batch_size={batch_size}: must be at least 1")
     if not paths:
         raise ValueError("no paths to split")
-    if seed is not None:
-        # A shuffle's order depends on TensorFlow's global seed too; fix it, as
-        # keras.utils.set_random_seed would, so the order does not depend on what ran before.
-        tf.random.set_seed(seed)
     order = np.array(paths, dtype=str)
     np.random.default_rng(seed).shuffle(order)
-    ds = tf.data.Dataset.from_tensor_slices(order)
-    ds = ds.shuffle(buffer_size=batch_size * 8, seed=seed, reshuffle_each_iteration=True)
-    return ds.batch(batch_size)
+    # A shuffle's order depends on TensorFlow's global seed too, read when the op is made.
+    with hardware.seeded(seed) if seed is not None else contextlib.nullcontext():
+        ds = tf.data.Dataset.from_tensor_slices(order)
+        ds = ds.shuffle(buffer_size=batch_size * 8, seed=seed, reshuffle_each_iteration=True)
+        return ds.batch(batch_size)
 
 
 def _one_pass(ds) -> list[str]:
@@ -116,8 +116,8 @@ def take_skip_overlap(paths: list[str] | tuple[str, ...], batch_size: int = 32, 
 def resnet50_feature_side(image_size_px: int) -> int:
     """Side of ResNet50's last feature map for a square input: the input shrinks by 32,
     rounding up at each stride (160 px -> 5, 200 px -> 7, 224 px -> 7)."""
-    if image_size_px < 32:
-        raise ValueError(f"image_size_px={image_size_px}: ResNet50 needs at least 32")
+    if image_size_px < catalog.MIN_IMAGE_SIZE_PX:
+        raise ValueError(f"image_size_px={image_size_px}: ResNet50 needs at least {catalog.MIN_IMAGE_SIZE_PX}")
     return -(-image_size_px // 32)
 
 
@@ -156,7 +156,7 @@ def misnamed_images(split: Split, part: str = "test", table: dict[str, str] | No
     table = labels.ORIGINAL_EXERCISE_NAMES if table is None else table
     wrong = [row["wnid"] for row in labels.check_against_imagenet(table) if not row["agrees"]]
     paths = split.parts[part]
-    misnamed = sum(p.split("/")[-2] in wrong for p in paths)
+    misnamed = sum(catalog.class_of(p) in wrong for p in paths)
     return {"images": len(paths), "misnamed": misnamed, "wrong wnids": wrong}
 
 
@@ -185,7 +185,7 @@ def leakage_sets(split: Split, size: int | None = None, seed: int = 0) -> dict[s
     to the smaller of the two pools; each set is a seeded random sample, sorted."""
     unseen_pool = tuple(splits.leakage_free_test(split))
     held_out = split.parts["validation"] + split.parts["test"]
-    seen_pool = tuple(p for p in held_out if not data.is_imagenet_val(p))
+    seen_pool = tuple(p for p in held_out if not catalog.is_imagenet_val(p))
     if not unseen_pool or not seen_pool:
         raise ValueError(
             f"split {split.name!r} needs held-out ImageNet training images ({len(seen_pool)}) and"
@@ -264,43 +264,43 @@ def batchnorm_drift(
 
     if steps < 1:
         raise ValueError(f"steps={steps}: must be at least 1")
-    keras.utils.set_random_seed(seed)
-    model = build()
-    bases = [layer for layer in model.layers if isinstance(layer, keras.Model)]
-    if len(bases) != 1:
-        raise ValueError(f"model {model.name!r} must hold exactly one nested base model, found {len(bases)}")
-    base = bases[0]
-    base.trainable = True
-    for layer in base.layers[:freeze_first]:
-        layer.trainable = False
-    if freeze_batchnorm:
-        for layer in _batchnorm_layers(base):
+    with hardware.seeded(seed):  # the build and the batches drawn are the same on every run
+        model = build()
+        bases = [layer for layer in model.layers if isinstance(layer, keras.Model)]
+        if len(bases) != 1:
+            raise ValueError(f"model {model.name!r} must hold exactly one nested base model, found {len(bases)}")
+        base = bases[0]
+        base.trainable = True
+        for layer in base.layers[:freeze_first]:
             layer.trainable = False
-    model.compile(optimizer=keras.optimizers.RMSprop(learning_rate=0.0), loss="sparse_categorical_crossentropy")
+        if freeze_batchnorm:
+            for layer in _batchnorm_layers(base):
+                layer.trainable = False
+        model.compile(optimizer=keras.optimizers.RMSprop(learning_rate=0.0), loss="sparse_categorical_crossentropy")
 
-    from woofhelpers import evaluate, pipeline
+        from woofhelpers import evaluate, pipeline
 
-    before = evaluate.predict(
-        model, split, "test", image_size_px=image_size_px, batch_size=batch_size, paths=test_paths
-    )
-    stats_before = _batchnorm_stats(model)
-    train_ds = pipeline.dataset(split, "train", image_size_px=image_size_px, batch_size=batch_size, seed=seed)
-    model.fit(train_ds.take(steps), epochs=1, shuffle=False, verbose=0)
-    after = evaluate.predict(
-        model, split, "test", image_size_px=image_size_px, batch_size=batch_size, paths=test_paths, verbose=False
-    )
-    stats_after = _batchnorm_stats(model)
-    changed = sum(not np.array_equal(a, b) for a, b in zip(stats_before, stats_after, strict=True))
-    return BatchNormDrift(
-        freeze_batchnorm=freeze_batchnorm,
-        steps=steps,
-        batchnorm_layers_changed=changed,
-        batchnorm_layers=len(stats_before),
-        predictions_changed=int((before.predicted != after.predicted).sum()),
-        images=len(before),
-        accuracy_before=float(before.correct.mean()),
-        accuracy_after=float(after.correct.mean()),
-    )
+        before = evaluate.predict(
+            model, split, "test", image_size_px=image_size_px, batch_size=batch_size, paths=test_paths
+        )
+        stats_before = _batchnorm_stats(model)
+        train_ds = pipeline.dataset(split, "train", image_size_px=image_size_px, batch_size=batch_size, seed=seed)
+        model.fit(train_ds.take(steps), epochs=1, shuffle=False, verbose=0)
+        after = evaluate.predict(
+            model, split, "test", image_size_px=image_size_px, batch_size=batch_size, paths=test_paths, verbose=False
+        )
+        stats_after = _batchnorm_stats(model)
+        changed = sum(not np.array_equal(a, b) for a, b in zip(stats_before, stats_after, strict=True))
+        return BatchNormDrift(
+            freeze_batchnorm=freeze_batchnorm,
+            steps=steps,
+            batchnorm_layers_changed=changed,
+            batchnorm_layers=len(stats_before),
+            predictions_changed=int((before.predicted != after.predicted).sum()),
+            images=len(before),
+            accuracy_before=float(before.correct.mean()),
+            accuracy_after=float(after.correct.mean()),
+        )
 
 
 def small_batchnorm_model(image_size_px: int = 64, seed: int = 0) -> keras.Model:
@@ -309,12 +309,12 @@ def small_batchnorm_model(image_size_px: int = 64, seed: int = 0) -> keras.Model
     ResNet50 takes minutes on a CPU; on this it takes seconds and shows the same mechanism."""
     import keras
 
-    keras.utils.set_random_seed(seed)
-    base_inputs = keras.Input((image_size_px, image_size_px, 3))
-    x = keras.layers.Rescaling(1 / 255)(base_inputs)
-    for filters in (8, 16):
-        x = keras.layers.Conv2D(filters, 3, strides=2, activation="relu")(x)
-        x = keras.layers.BatchNormalization()(x)
-    base = keras.Model(base_inputs, keras.layers.GlobalAveragePooling2D()(x), name="small_base")
-    inputs = keras.Input((image_size_px, image_size_px, 3))
-    return keras.Model(inputs, keras.layers.Dense(10, activation="softmax")(base(inputs)), name="small_bn_model")
+    with hardware.seeded(seed):
+        base_inputs = keras.Input((image_size_px, image_size_px, 3))
+        x = keras.layers.Rescaling(1 / 255)(base_inputs)
+        for filters in (8, 16):
+            x = keras.layers.Conv2D(filters, 3, strides=2, activation="relu")(x)
+            x = keras.layers.BatchNormalization()(x)
+        base = keras.Model(base_inputs, keras.layers.GlobalAveragePooling2D()(x), name="small_base")
+        inputs = keras.Input((image_size_px, image_size_px, 3))
+        return keras.Model(inputs, keras.layers.Dense(10, activation="softmax")(base(inputs)), name="small_bn_model")

@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from woofhelpers import labels, profiles
+from woofhelpers import hardware, labels, profiles
 
 if TYPE_CHECKING:
     import keras
@@ -70,10 +70,9 @@ def restrict_to_classes(
     return _RESTRICT(indices, name=name)
 
 
-def image_size_px(profile: profiles.Profile | None = None) -> int:
+def image_size_px(profile: profiles.Profile) -> int:
     """224 px with ImageNet weights (what the classifier was trained on); the profile's
     small size otherwise (an untrained network accepts any size from 32 px)."""
-    profile = profile or profiles.current()
     if profile.imagenet_weights:
         return IMAGENET_SIZE_PX
     return profile.image_size_px or IMAGENET_SIZE_PX
@@ -87,20 +86,20 @@ def _imagenet_logits(profile: profiles.Profile, size_px: int | None, preprocess:
     size_px = size_px or image_size_px(profile)
     # Without ImageNet weights the network starts random: seed it, so that the same
     # profile always builds the same network.
-    keras.utils.set_random_seed(profile.seed)
-    inputs = keras.Input((size_px, size_px, 3), name="image")
-    x = keras.applications.resnet50.preprocess_input(inputs) if preprocess else inputs
-    resnet = keras.applications.ResNet50(
-        include_top=True,
-        weights=profiles.weights_file(profile, include_top=True),
-        input_shape=(size_px, size_px, 3),
-        classifier_activation=None,
-    )
-    return inputs, resnet(x)
+    with hardware.seeded(profile.seed):
+        inputs = keras.Input((size_px, size_px, 3), name="image")
+        x = keras.applications.resnet50.preprocess_input(inputs) if preprocess else inputs
+        resnet = keras.applications.ResNet50(
+            include_top=True,
+            weights=profiles.weights_file(profile, include_top=True),
+            input_shape=(size_px, size_px, 3),
+            classifier_activation=None,
+        )
+        return inputs, resnet(x)
 
 
 def model(
-    profile: profiles.Profile | None = None,
+    profile: profiles.Profile,
     *,
     size_px: int | None = None,
     preprocess: bool = True,
@@ -117,25 +116,24 @@ def model(
     """
     import keras
 
-    inputs, logits = _imagenet_logits(profile or profiles.current(), size_px, preprocess)
+    inputs, logits = _imagenet_logits(profile, size_px, preprocess)
     outputs = restrict_to_classes(indices)(logits)
     return keras.Model(inputs, outputs, name="resnet50_zero_training")
 
 
-def imagenet_classifier(profile: profiles.Profile | None = None, *, size_px: int | None = None) -> keras.Model:
+def imagenet_classifier(profile: profiles.Profile, *, size_px: int | None = None) -> keras.Model:
     """The same network as :func:`model`, all 1000 ImageNet classes kept: input float32
     (batch, size, size, 3) with values 0-255, output 1000 probabilities (a softmax over
     ImageNet-1k). ``wh.predict`` asks it whether a photo shows a dog at all."""
     import keras
 
-    inputs, logits = _imagenet_logits(profile or profiles.current(), size_px, True)
+    inputs, logits = _imagenet_logits(profile, size_px, True)
     outputs = keras.layers.Softmax(name="imagenet_probabilities")(logits)
     return keras.Model(inputs, outputs, name="resnet50_imagenet")
 
 
-def describe(profile: profiles.Profile | None = None) -> str:
+def describe(profile: profiles.Profile) -> str:
     """One sentence saying what the baseline's accuracy means under ``profile``."""
-    profile = profile or profiles.current()
     if profile.imagenet_weights:
         return (
             "Zero-training baseline: ResNet50 with its ImageNet weights and classifier,"

@@ -12,91 +12,22 @@ Taught in the chapter *The dataset* (``chapters/dataset``).
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import json
 import os
-import secrets
 import shutil
 import tarfile
 import tempfile
 import zlib
-from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING
 
-from woofhelpers import labels, profiles
+from woofhelpers import catalog, io, labels, profiles
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
-
     import pandas as pd
 
-SPLITS = ("train", "val")
-IMAGE_SUFFIXES = (".jpeg", ".jpg", ".png")
 VERIFIED_MARKER = ".woof-verified.json"
-
-
-@dataclass(frozen=True)
-class Version:
-    """A published Imagewoof archive: where it lives and what it must contain.
-
-    ``class_counts`` gives, per split and class (wnid), the number of images and how many
-    of them are ImageNet validation images (``ILSVRC2012_val_*``), counted in the real
-    archives; :func:`woofhelpers.synthetic.replica` builds archives of exactly that shape.
-    """
-
-    name: str
-    url: str
-    counts: dict[str, int]  # images per split, as published
-    note: str
-    class_counts: dict[str, dict[str, tuple[int, int]]] = field(default_factory=dict)
-
-
-def _per_class(wnids: tuple[str, ...], totals: tuple[int, ...], imagenet_val: tuple[int, ...]) -> dict:
-    return {w: (n, v) for w, n, v in zip(wnids, totals, imagenet_val, strict=True)}
-
-
-# Counted in the real archives (file names by class folder). The wnids in label order:
-# Shih-Tzu, Rhodesian ridgeback, beagle, English foxhound, Border terrier, Australian
-# terrier, golden retriever, Old English sheepdog, Samoyed, dingo.
-_V1_COUNTS = {
-    "train": _per_class(labels.WNIDS, (1300, 1300, 1300, 754, 1300, 1300, 1300, 1300, 1300, 1300), (0,) * 10),
-    "val": _per_class(labels.WNIDS, (50,) * 10, (50,) * 10),
-}
-_V2_COUNTS = {
-    "train": _per_class(
-        labels.WNIDS, (941, 942, 932, 580, 949, 943, 949, 928, 921, 940), (34, 35, 35, 37, 35, 32, 32, 37, 28, 33)
-    ),
-    "val": _per_class(
-        labels.WNIDS, (409, 408, 418, 224, 401, 407, 401, 422, 429, 410), (16, 15, 15, 13, 15, 18, 18, 13, 22, 17)
-    ),
-}
-
-
-VERSIONS: dict[str, Version] = {
-    v.name: v
-    for v in (
-        Version(
-            "imagewoof-320",
-            "https://s3.amazonaws.com/fast-ai-imageclas/imagewoof-320.tgz",
-            {"train": 12_454, "val": 500},
-            "v1, used by the original exercise; val/ is exactly ImageNet's 500 validation images of the ten breeds",
-            _V1_COUNTS,
-        ),
-        Version(
-            "imagewoof2-320",
-            "https://s3.amazonaws.com/fast-ai-imageclas/imagewoof2-320.tgz",
-            {"train": 9_025, "val": 3_929},
-            "v2, fast.ai's current split; ships noisy_imagewoof.csv; English foxhound is under-represented",
-            _V2_COUNTS,
-        ),
-    )
-}
-# v1 by default: the course reproduces the original exercise, whose trials and
-# reported numbers (12,454 / 500 images, 3 test batches of val) only exist on v1.
-# Its val/ folder is also exactly the leakage-free ImageNet-validation images.
-DEFAULT_VERSION = "imagewoof-320"
 
 
 class DownloadError(ConnectionError):
@@ -104,31 +35,8 @@ class DownloadError(ConnectionError):
     the archive and its URL and says what to do instead."""
 
 
-def archive_url(version: str = DEFAULT_VERSION, profile: profiles.Profile | None = None) -> str:
-    """Where ``version``'s archive is fetched from under ``profile`` (default: the current
-    one): fast.ai's URL, or ``<archive_mirror>/<version>.tgz`` when the profile names a
-    mirror (a base URL, or a local folder: then the path of the file in it)."""
-    spec = _version(version)
-    profile = profile or profiles.current()
-    mirror = profile.archive_mirror
-    if not mirror:
-        return spec.url
-    file_name = f"{spec.name}.tgz"
-    if mirror.startswith("file://"):
-        mirror = mirror[len("file://") :]
-    if "://" in mirror:
-        return f"{mirror.rstrip('/')}/{file_name}"
-    return str(Path(mirror).expanduser() / file_name)
-
-
 def _is_local(url: str) -> bool:
     return "://" not in url
-
-
-def _version(name: str) -> Version:
-    if name not in VERSIONS:
-        raise ValueError(f"unknown Imagewoof version {name!r}; choose one of {sorted(VERSIONS)}")
-    return VERSIONS[name]
 
 
 def list_images(root: str | Path) -> dict[str, dict[str, list[Path]]]:
@@ -142,7 +50,7 @@ def list_images(root: str | Path) -> dict[str, dict[str, list[Path]]]:
     """
     root = Path(root)
     found: dict[str, dict[str, list[Path]]] = {}
-    for split in SPLITS:
+    for split in catalog.SPLITS:
         split_dir = root / split
         if not split_dir.is_dir():
             raise FileNotFoundError(
@@ -162,7 +70,7 @@ def list_images(root: str | Path) -> dict[str, dict[str, list[Path]]]:
             if not folder.is_dir():
                 raise ValueError(f"class folder {folder} is missing; the dataset is incomplete, fetch it again")
             files = sorted(p for p in folder.iterdir() if not p.name.startswith("."))
-            strays = [p.name for p in files if p.suffix.lower() not in IMAGE_SUFFIXES or not p.is_file()]
+            strays = [p.name for p in files if p.suffix.lower() not in catalog.IMAGE_SUFFIXES or not p.is_file()]
             if strays:
                 raise ValueError(f"{folder} holds entries that are not image files: {strays}; move them out")
             if not files:
@@ -256,12 +164,12 @@ def _download(url: str, folder: Path, filename: str, progress: bool) -> Path:
             f"could not download {url} into {folder} ({type(exc).__name__}: {exc})."
             " Check the network connection and try again: nothing partial was kept."
             " To run the course offline on generated data, set WOOF_PROFILE=smoke"
-            " (or call wh.profiles.use('smoke'))."
+            " (or pass wh.setup('smoke'))."
         ) from exc
 
 
 def fetch(
-    version: str = DEFAULT_VERSION,
+    version: str = catalog.DEFAULT_VERSION,
     data_dir: str | Path | None = None,
     *,
     url: str | None = None,
@@ -272,8 +180,8 @@ def fetch(
 
     ``version`` is ``"imagewoof-320"`` (v1, the default: the original exercise's) or
     ``"imagewoof2-320"`` (v2). The folder is ``<data_dir>/<version>``, ``data_dir``
-    defaulting to the profile's (``profile``, default: the current one). The archive
-    comes from ``url``, default :func:`archive_url` (fast.ai's, or the profile's mirror);
+    defaulting to ``profile``'s. The archive comes from ``url``, default
+    :func:`woofhelpers.catalog.archive_url` (fast.ai's, or ``profile``'s mirror); without a profile, pass ``data_dir``.
     a local path is read in place and kept. When the folder already holds a verified copy
     nothing is downloaded. The archive is extracted into a hidden folder beside the
     target, checked (ten class folders in ``train/`` and ``val/``, the published image
@@ -283,10 +191,11 @@ def fetch(
     archive is damaged (truncated, not a gzip tar), and ``ValueError`` when it holds
     unsafe members or the wrong content; either way nothing is kept.
     """
-    spec = _version(version)
-    profile = profile or profiles.current()
+    spec = catalog.version(version)
+    if data_dir is None and profile is None:
+        raise ValueError("fetch() needs a folder: pass data_dir=, or profile= (its data_dir)")
     data_dir = Path(data_dir) if data_dir is not None else profile.data_dir
-    url = url or archive_url(version, profile)
+    url = url or catalog.archive_url(version, profile.archive_mirror if profile else None)
     target = data_dir / spec.name
     marker = target / VERIFIED_MARKER
     if marker.is_file():
@@ -346,45 +255,18 @@ def source_of(root: str | Path) -> str | None:
     return json.loads(marker.read_text()).get("url") if marker.is_file() else None
 
 
-def _write_marker(marker: Path, spec: Version, counts: dict[str, dict[str, int]], url: str) -> None:
-    write_text_atomically(marker, json.dumps({"version": spec.name, "url": url, "counts": counts}, indent=1))
+def _write_marker(marker: Path, spec: catalog.Version, counts: dict[str, dict[str, int]], url: str) -> None:
+    io.write_text_atomically(marker, json.dumps({"version": spec.name, "url": url, "counts": counts}, indent=1))
 
 
-@contextlib.contextmanager
-def replacing(path: Path, suffix: str = "") -> Iterator[Path]:
-    """Yield a temporary path beside ``path`` to write to; when the block ends without an
-    error, rename the temporary over ``path``; either way, leave no temporary behind.
-
-    A reader sees the old file or the new one, never half of one, even when two processes
-    write the same file at once (each has its own temporary, ``<name>.tmp-<pid>-<random>``).
-    ``suffix`` ends the temporary's name, for writers that insist on one (``np.savez``
-    adds ``.npz``, Keras wants ``.weights.h5``).
-    """
-    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}{suffix}")
-    try:
-        yield tmp
-        tmp.replace(path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def write_text_atomically(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through :func:`replacing`: used for every small file the
-    course caches (verification markers, split manifests, trial results and checkpoint
-    state, refreshed notebooks)."""
-    with replacing(path) as tmp:
-        tmp.write_text(text)
-
-
-def dataset_root(profile: profiles.Profile | None = None) -> Path:
-    """The dataset folder for ``profile`` (default: the current one), ready to use.
+def dataset_root(profile: profiles.Profile) -> Path:
+    """The dataset folder for ``profile``, ready to use.
 
     The full profile fetches its Imagewoof version; the smoke profile generates a
     synthetic one (see :mod:`woofhelpers.synthetic`) the first time it is asked.
     """
     from woofhelpers import synthetic
 
-    profile = profile or profiles.current()
     if profile.real_data:
         return fetch(profile.dataset, profile.data_dir, profile=profile)
     name = (
@@ -398,15 +280,6 @@ def dataset_root(profile: profiles.Profile | None = None) -> Path:
         shortest_side_px=profile.synthetic_shortest_side_px,
         seed=profile.seed,
     )
-
-
-def is_imagenet_val(path: str | Path) -> bool:
-    """Whether a file is one of ImageNet's validation images (``ILSVRC2012_val_*``).
-
-    An ImageNet-pretrained network never trained on these; every other Imagewoof
-    file (``<wnid>_<n>.JPEG``) is an ImageNet *training* image it has seen.
-    """
-    return Path(path).name.startswith("ILSVRC2012_val_")
 
 
 def describe_images(root: str | Path) -> pd.DataFrame:
@@ -437,7 +310,7 @@ def describe_images(root: str | Path) -> pd.DataFrame:
                         "width": width,
                         "height": height,
                         "mode": mode,
-                        "imagenet_val": is_imagenet_val(path),
+                        "imagenet_val": catalog.is_imagenet_val(path),
                     }
                 )
     return pd.DataFrame(rows)

@@ -10,23 +10,19 @@ Taught in the chapter *Results* (``chapters/results``).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from woofhelpers import data, pipeline
+from woofhelpers import hardware, io, pipeline
 from woofhelpers import labels as woof_labels
 from woofhelpers.splits import PARTS, Split
 
 if TYPE_CHECKING:
     import keras
     import pandas as pd
-
-    from woofhelpers.profiles import Profile
-    from woofhelpers.trials import TrialResult
 
 # How the confidence interval is computed, stated once so chapters can print it.
 BOOTSTRAP_RESAMPLES = 2000
@@ -130,15 +126,8 @@ def _quiet_predict(model, images) -> np.ndarray:
     """``model.predict`` without TensorFlow's "triggered tf.function retracing" warning,
     which a chapter evaluating several models would otherwise print (the last, smaller
     batch of each test set traces the predict function once more; that is expected)."""
-    import tensorflow as tf
-
-    logger = tf.get_logger()
-    level = logger.level
-    logger.setLevel("ERROR")
-    try:
+    with hardware.quiet_tf_log():
         return np.asarray(model.predict(images, verbose=0), dtype=np.float32)
-    finally:
-        logger.setLevel(level)
 
 
 def accuracy_ci(
@@ -255,17 +244,23 @@ def per_class(predictions: Predictions) -> pd.DataFrame:
     ).round(3)
 
 
-def losses(predictions: Predictions) -> np.ndarray:
-    """Cross-entropy of each image, computed as Keras' ``sparse_categorical_crossentropy``
-    does on a non-logit output: scores are divided by their sum and clipped to
-    [1e-7, 1 - 1e-7]. A row of all-zero scores (a ReLU head that went dead) counts as uniform.
-    """
-    scores = np.clip(predictions.scores.astype(np.float64), 0, None)
+def cross_entropy(true: np.ndarray, scores: np.ndarray) -> np.ndarray:
+    """Cross-entropy of each row of ``scores`` (shape (n, classes)) against its label in
+    ``true``, computed as Keras' ``sparse_categorical_crossentropy`` does on a non-logit
+    output: scores are divided by their sum and clipped to [1e-7, 1 - 1e-7]. A row of
+    all-zero scores (a ReLU head that went dead) counts as uniform. The trial engine's test
+    loss is the mean of this."""
+    scores = np.clip(np.asarray(scores, dtype=np.float64), 0, None)
     totals = scores.sum(axis=1, keepdims=True)
-    uniform = np.full_like(scores, 1 / scores.shape[1])
+    uniform = np.full_like(scores, 1 / scores.shape[1]) if scores.size else scores
     probabilities = np.where(totals > 0, scores / np.where(totals > 0, totals, 1), uniform)
     probabilities = np.clip(probabilities, 1e-7, 1 - 1e-7)
-    return -np.log(probabilities[np.arange(len(predictions)), predictions.true])
+    return -np.log(probabilities[np.arange(len(true)), np.asarray(true)])
+
+
+def losses(predictions: Predictions) -> np.ndarray:
+    """The :func:`cross_entropy` of each image of ``predictions``."""
+    return cross_entropy(predictions.true, predictions.scores)
 
 
 def worst_errors(predictions: Predictions, k: int = 8) -> pd.DataFrame:
@@ -293,7 +288,7 @@ def save(predictions: Predictions, path: str | Path) -> Path:
     """Write predictions to a ``.npz`` file (atomically) for :func:`load`."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with data.replacing(path, ".npz") as tmp:
+    with io.replacing(path, ".npz") as tmp:
         np.savez(
             tmp,
             paths=np.array(predictions.paths, dtype=str),
@@ -319,105 +314,3 @@ def load(path: str | Path) -> Predictions:
             tuple(str(n) for n in f["class_names"]),
             dict(zip((str(p) for p in f["unreadable_paths"]), (str(r) for r in f["unreadable_reasons"]), strict=True)),
         )
-
-
-# --- trial results ------------------------------------------------------------------------
-
-# What the original exercise's write-up reported for each trial, as (right, images): trials
-# 1-3 tested 3 batches of 32 (96 images), trial 4 16 batches of 32 (512), trial 5 51 batches
-# of 10 (510), drawn from a pipeline that reshuffled at every pass and overlapped validation.
-# 14/96 = 14.58%, 70/96 = 72.92%, 69/96 = 71.88%, 437/512 = 85.35%, 440/510 = 86.27%.
-ORIGINAL_REPORTED = {
-    "trial1": (14, 96),
-    "trial2": (70, 96),
-    "trial3": (69, 96),
-    "trial4": (437, 512),
-    "trial5": (440, 510),
-}
-TEST_SETS = {"own": "own split's test", "leakage_free": "leakage-free (ImageNet val)"}
-REPORTED_TEST_SET = "original's write-up"
-SAME_TEST_SET = "own test = leakage-free"
-
-
-def from_trial(result: TrialResult, profile: Profile | None = None, which: str = "leakage_free") -> Predictions:
-    """The saved test predictions of a trial (a ``wh.trials.TrialResult``) as
-    :class:`Predictions`, with the file of each row: ``which`` is ``"own"`` (the trial's
-    own test split) or ``"leakage_free"``. The files are found again by rebuilding the
-    trial's data exactly as the run did; a mismatch with the saved labels raises
-    ``ValueError`` (the dataset changed since the run)."""
-    from woofhelpers import profiles, trials
-
-    if which not in TEST_SETS:
-        raise ValueError(f"unknown test set {which!r}; choose one of {tuple(TEST_SETS)}")
-    profile = profile or profiles.current()
-    own, honest = trials.trial_data(trials.Trial(**result.effective), profile)
-    split = own if which == "own" else honest
-    true, scores = result.saved_outputs(which)
-    if not np.array_equal(true, split.labels("test")):
-        raise ValueError(
-            f"the saved {which} test labels of {result.name!r} do not match the files found now;"
-            " the dataset changed since the run: run the trial again (retrain=True)"
-        )
-    return Predictions(split.parts["test"], true, scores)
-
-
-def trial_table(results: list[TrialResult], **bootstrap: Any) -> pd.DataFrame:
-    """Every trial side by side, one row per (trial, test set), each with its number of
-    images, accuracy and 95% bootstrap interval (in %): an accuracy is never shown
-    without them.
-
-    Per trial, in this order: the figure the original exercise's write-up reported
-    (trials 1-5 only, from :data:`ORIGINAL_REPORTED`'s counts), the trial's own test
-    split and the leakage-free test set, both from the saved labels and probabilities of
-    the ``wh.trials.TrialResult``. When the two saved test sets are identical (same
-    labels, same outputs: the same images, as for a split whose test *is* the
-    leakage-free set), they make one row, labelled :data:`SAME_TEST_SET`. A test set
-    with no images has no row.
-    """
-    import pandas as pd
-
-    rows = []
-    for result in results:
-        if result.name in ORIGINAL_REPORTED:
-            right, images = ORIGINAL_REPORTED[result.name]
-            figures = accuracy_summary(np.arange(images) < right, **bootstrap)
-            rows.append({"trial": result.name, "test set": REPORTED_TEST_SET, **figures})
-        (own_true, own_scores), (free_true, free_scores) = (
-            result.saved_outputs("own"),
-            result.saved_outputs("leakage_free"),
-        )
-        same = np.array_equal(own_true, free_true) and np.array_equal(own_scores, free_scores)
-        if same:
-            sets = [(SAME_TEST_SET, own_true, own_scores)]
-        else:
-            sets = [(TEST_SETS["own"], own_true, own_scores), (TEST_SETS["leakage_free"], free_true, free_scores)]
-        for label, true, scores in sets:
-            if len(true):
-                figures = accuracy_summary(scores.argmax(axis=1) == true, **bootstrap)
-                rows.append({"trial": result.name, "test set": label, **figures})
-    return pd.DataFrame(rows, columns=["trial", "test set", "images", "accuracy %", "95% CI low", "95% CI high"])
-
-
-def load_results(
-    names: Sequence[str],
-    profile: Profile | None = None,
-    *,
-    prefer: str = "full",
-    run: Callable[[str, Profile], TrialResult] | None = None,
-) -> tuple[str, list[TrialResult]]:
-    """The saved results of the trials ``names``, and the profile that produced them.
-
-    When every one of them has a finished run of the ``prefer`` profile (``full``) under
-    ``results/<prefer>/``, those are returned, whatever the current profile. Otherwise
-    each trial is run, or loaded when already run, in ``profile`` (default: the current
-    one) with ``run`` (default: ``wh.trials.run_trial``).
-    """
-    from woofhelpers import profiles, trials
-
-    profile = profile or profiles.current()
-    folder = trials.results_dir() / prefer
-    found = [folder / name / trials.RESULT_FILE for name in names]
-    if all(path.is_file() for path in found):
-        return prefer, [trials.TrialResult.load(path) for path in found]
-    run = run or trials.run_trial
-    return profile.name, [run(name, profile) for name in names]

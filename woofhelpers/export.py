@@ -34,6 +34,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from woofhelpers import hardware
+
 if TYPE_CHECKING:
     import keras
     import pandas as pd
@@ -115,11 +117,6 @@ def _quiet_conversion():
     raise as exceptions."""
     import sys
 
-    import tensorflow as tf
-
-    logger = tf.get_logger()
-    level = logger.level
-    logger.setLevel("ERROR")
     for stream in (sys.stdout, sys.stderr):
         stream.flush()
     saved = [os.dup(1), os.dup(2)]
@@ -127,7 +124,7 @@ def _quiet_conversion():
         with open(os.devnull, "w") as devnull:
             os.dup2(devnull.fileno(), 1)
             os.dup2(devnull.fileno(), 2)
-            with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+            with hardware.quiet_tf_log(), warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
                 warnings.simplefilter("ignore")
                 yield
     finally:
@@ -135,7 +132,6 @@ def _quiet_conversion():
         os.dup2(saved[1], 2)
         for fd in saved:
             os.close(fd)
-        logger.setLevel(level)
 
 
 def to_tflite(

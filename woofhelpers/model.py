@@ -28,17 +28,14 @@ from typing import TYPE_CHECKING
 
 import keras
 
+from woofhelpers import catalog, hardware
+from woofhelpers.recipes import ACTIVATIONS, FINE_TUNE_SCHEMES, HEADS, OPTIMIZERS, PREPROCESSING
+
 if TYPE_CHECKING:
     import numpy as np
 
-    from woofhelpers.trials import Trial
+    from woofhelpers.recipes import Trial
 
-RESNET50_MIN_SIZE_PX = 32
-HEADS = ("original", "corrected")
-ACTIVATIONS = ("relu", "softmax")
-PREPROCESSING = ("none", "resnet50")
-FINE_TUNE_SCHEMES = ("original", "corrected")
-OPTIMIZERS = ("adam", "rmsprop")
 # The original froze the first 100 layers of the ResNet50 when fine-tuning.
 ORIGINAL_CUT = 100
 BASE_NAME = "resnet50"
@@ -75,26 +72,16 @@ def head_layers(head: str, activation: str, dropout: float = 0.2) -> list[keras.
     return [keras.layers.GlobalAveragePooling2D(name=names[0]), keras.layers.Dropout(dropout, name=names[1]), output]
 
 
-@contextlib.contextmanager
-def _dtype_policy(name: str):
-    previous = keras.config.dtype_policy()
-    keras.config.set_dtype_policy(name)
-    try:
-        yield
-    finally:
-        keras.config.set_dtype_policy(previous)
-
-
 def same_policy(model: keras.Model) -> contextlib.AbstractContextManager[None]:
     """A context in which new layers and models take ``model``'s dtype policy; the global
     policy is restored on leaving it. Create any other ``keras.Model`` over ``model``'s
     layers in it: a model takes the policy in force when it is created, and ``compile``
     adds loss scaling only to a model whose own policy is ``mixed_float16``."""
-    return _dtype_policy(model.dtype_policy.name)
+    return hardware.dtype_policy(model.dtype_policy.name)
 
 
 def build(trial: Trial, weights: str | None = None, *, mixed_precision: bool = False) -> keras.Model:
-    """Build the model of ``trial`` (a :class:`woofhelpers.trials.Trial`) with its base frozen.
+    """Build the model of ``trial`` (a :class:`woofhelpers.recipes.Trial`) with its base frozen.
 
     ``weights`` is passed to ``keras.applications.ResNet50`` (``"imagenet"`` or ``None``).
     ``mixed_precision`` builds the model under the ``mixed_float16`` policy (for GPUs): it
@@ -103,10 +90,10 @@ def build(trial: Trial, weights: str | None = None, *, mixed_precision: bool = F
     Input: float32 images of shape (batch, size, size, 3), values 0-255.
     """
     size = trial.image_size_px
-    if size < RESNET50_MIN_SIZE_PX:
-        raise ValueError(f"image_size_px={size}: ResNet50 needs at least {RESNET50_MIN_SIZE_PX}")
+    if size < catalog.MIN_IMAGE_SIZE_PX:
+        raise ValueError(f"image_size_px={size}: ResNet50 needs at least {catalog.MIN_IMAGE_SIZE_PX}")
     _check("preprocessing", trial.preprocessing, PREPROCESSING)
-    with _dtype_policy("mixed_float16" if mixed_precision else "float32"):
+    with hardware.dtype_policy("mixed_float16" if mixed_precision else "float32"):
         inputs = keras.Input((size, size, 3), name="image")
         x = ResNet50Preprocess(name="preprocess")(inputs) if trial.preprocessing == "resnet50" else inputs
         base_model = keras.applications.ResNet50(include_top=False, weights=weights, input_shape=(size, size, 3))

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from woofhelpers import catalog
 from woofhelpers.splits import Split
 
 if TYPE_CHECKING:
@@ -394,8 +395,8 @@ def dataset(
             f"crop='random' with cache={cache!r}: a cache would give every epoch the first epoch's"
             " random crops; cache crop='centre' or 'squash' images, or leave cache=False"
         )
-    if image_size_px < 32:
-        raise ValueError(f"image_size_px={image_size_px}: ResNet50 needs at least 32")
+    if image_size_px < catalog.MIN_IMAGE_SIZE_PX:
+        raise ValueError(f"image_size_px={image_size_px}: ResNet50 needs at least {catalog.MIN_IMAGE_SIZE_PX}")
     if batch_size < 1:
         raise ValueError(f"batch_size={batch_size}: must be at least 1")
     paths = [str(p) for p in split.paths(part)]

@@ -13,14 +13,15 @@ from typing import TYPE_CHECKING
 import matplotlib.pyplot as plt
 import numpy as np
 
-from woofhelpers import labels
+from woofhelpers import io, labels
+from woofhelpers.results import CURVES_FILE
 
 if TYPE_CHECKING:
     import pandas as pd
     from matplotlib.figure import Figure
 
     from woofhelpers.resnet import DegradationResult
-    from woofhelpers.trials import TrialResult
+    from woofhelpers.results import TrialResult
 
 
 def class_counts(counts: dict[str, dict[str, int]], title: str = "Images per breed") -> Figure:
@@ -109,14 +110,14 @@ def accuracy_bars(
     title: str = "Test accuracy with 95% bootstrap intervals",
 ) -> Figure:
     """Bars with error bars from a long table (pandas) with one row per (trial, test set),
-    such as :func:`woofhelpers.evaluate.trial_table`: columns ``trial``, ``group``,
+    such as :func:`woofhelpers.results.trial_table`: columns ``trial``, ``group``,
     ``value``, ``low``, ``high`` and ``count``. Each trial's bars stand side by side, one
     colour per test set; the error bar is the interval and ``n=`` under each bar is the
     number of images behind it. Rows with no value are left out. Taught in *Results*
     (``chapters/results``)."""
     missing = [c for c in ("trial", group, value, low, high, count) if c not in table]
     if missing:
-        raise ValueError(f"the table has no column {missing}; make it with wh.evaluate.trial_table")
+        raise ValueError(f"the table has no column {missing}; make it with wh.results.trial_table")
     table = table.dropna(subset=[value])
     trials = list(dict.fromkeys(table["trial"]))
     groups = list(dict.fromkeys(table[group]))
@@ -325,7 +326,7 @@ def _draw_history(axes, history: dict, metrics: tuple[str, str], labels: tuple[s
 def history_curves(history: dict, title: str) -> Figure:
     """Learning curves of a training history in one figure (accuracy and loss, training
     and validation), with the start of fine-tuning marked. ``history`` has the shape of
-    ``wh.trials.TrialResult.history`` (``{"head": {...}, "fine_tune": {...}}``): a saved
+    ``wh.results.TrialResult.history`` (``{"head": {...}, "fine_tune": {...}}``): a saved
     result's, or a published bundle's (``wh.published.Bundle.curves``)."""
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
     _draw_history(axes, history, ("accuracy", "loss"), ("training", "validation"))
@@ -336,10 +337,24 @@ def history_curves(history: dict, title: str) -> Figure:
 
 
 def trial_curves(result: TrialResult, title: str | None = None) -> Figure:
-    """:func:`history_curves` of a trial's result (a ``wh.trials.TrialResult``), titled
+    """:func:`history_curves` of a trial's result (a ``wh.results.TrialResult``), titled
     with its name and profile. Taught in the trial chapters."""
     profile = result.profile.get("name", "?")
     return history_curves(result.history, title or f"{result.name}: learning curves ({profile} profile)")
+
+
+def save_trial_curves(result: TrialResult) -> Path:
+    """Draw :func:`trial_curves` into ``learning_curves.png`` beside the result's
+    ``result.json`` (written whole or not at all); return its path. The command line's
+    ``run-trial`` does this, for a headless run that has no notebook to show them."""
+    path = Path(result.path) / CURVES_FILE
+    figure = trial_curves(result)
+    try:
+        with io.replacing(path, ".png") as tmp:
+            figure.savefig(tmp, dpi=100)
+    finally:
+        plt.close(figure)
+    return path
 
 
 def _profile_label(result: TrialResult) -> str:
@@ -358,7 +373,7 @@ def original_curves(trial_name: str, result: TrialResult | None = None) -> Figur
     :mod:`woofhelpers.original`). Accuracy (0 to 1) and loss (on a log scale when it spans
     decades), training and "validation" (the images left after the original's ``take``),
     the start of fine-tuning marked, the source under the figure. With ``result`` (a
-    ``wh.trials.TrialResult``), a second row draws that reproduction the same way, titled
+    ``wh.results.TrialResult``), a second row draws that reproduction the same way, titled
     with its profile: "smoke profile: tests the code, not a result" unless the run had real
     data and ImageNet weights. Raises ``ValueError`` for a trial with no log (trial 5).
     Taught in the trial chapters, section *What the original run really did*."""

@@ -42,14 +42,14 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from woofhelpers import labels, pipeline
+from woofhelpers import catalog, labels, pipeline
 
 if TYPE_CHECKING:
     import keras
     import pandas as pd
 
 # What read_photo accepts and what it does to large photos.
-MIN_SIDE_PX = 32  # ResNet50's smallest input; a smaller photo holds too little to classify
+MIN_SIDE_PX = catalog.MIN_IMAGE_SIZE_PX  # ResNet50's smallest input; a smaller photo holds too little
 MAX_PIXELS = 100_000_000  # 100 megapixels: beyond any camera photo; refused, not decoded
 KEEP_LONGEST_SIDE_PX = 2048  # a larger photo is downsized to this on reading (the model sees far fewer pixels)
 MAX_DOWNLOAD_BYTES = 50 * 2**20

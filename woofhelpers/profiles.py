@@ -2,11 +2,13 @@
 
 A profile says which data to use, whether the ResNet50 starts from ImageNet weights,
 and how big and long a run is. Chapters never change when you switch: set the
-environment variable ``WOOF_PROFILE`` (``smoke`` or ``full``) before the first
-``import woofhelpers``, or call :func:`use`. The default is ``smoke``, which runs
-anywhere with no network; each chapter's Colab setup cell selects ``full``.
+environment variable ``WOOF_PROFILE`` (``smoke`` or ``full``), or name it
+(``profile = wh.setup("full")``, or :func:`load`). The default is ``smoke``, which runs
+anywhere with no network; each chapter's Colab setup cell selects ``full``. There is no
+"current" profile: every function that depends on one takes it as an argument, and a
+chapter resolves it once, in its setup cell, and passes it on.
 
-Any field can be overridden, either with keywords (``wh.profiles.use("full",
+Any field can be overridden, either with keywords (``wh.profiles.load("full",
 epochs=3)``) or with environment variables named after the field
 (``WOOF_EPOCHS=3``, ``WOOF_DATA_DIR=/content/data``).
 
@@ -36,6 +38,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from woofhelpers import catalog
+
 ENV_VAR = "WOOF_PROFILE"
 DEFAULT_PROFILE = "smoke"
 
@@ -57,7 +61,7 @@ class Profile:
     """
 
     name: str
-    dataset: str  # "synthetic", or a version of wh.data.VERSIONS
+    dataset: str  # "synthetic", or a version of wh.catalog.VERSIONS
     weights: str | None  # None (random init), "imagenet", or the path of a weights file
     image_size_px: int | None
     batch_size: int | None
@@ -113,9 +117,10 @@ class Profile:
                 f" shortest side {self.synthetic_shortest_side_px} px",
             ]
         else:
-            from woofhelpers import data as data_lib  # local import: data imports profiles
-
-            data = [f"the real Imagewoof archive {self.dataset!r}, from", data_lib.archive_url(self.dataset, self)]
+            data = [
+                f"the real Imagewoof archive {self.dataset!r}, from",
+                catalog.archive_url(self.dataset, self.archive_mirror),
+            ]
         if self.weights is None:
             weights = ["ResNet50, random init (weights=None)"]
         elif self.weights == "imagenet":
@@ -215,7 +220,7 @@ def _builtin(name: str) -> Profile:
             max_images_per_class=4,
         )
     if name == "full":
-        # Imagewoof v1 is what the original exercise trained on; see wh.data.DEFAULT_VERSION.
+        # Imagewoof v1 is what the original exercise trained on; see wh.catalog.DEFAULT_VERSION.
         return Profile(
             name="full",
             dataset="imagewoof-320",
@@ -286,7 +291,7 @@ def _refuse(profile: Profile, name: str, problem: str) -> ValueError:
 
 # The smallest value each whole-number field accepts, and why.
 _AT_LEAST = {
-    "image_size_px": (32, "ResNet50 needs images of at least 32 px"),
+    "image_size_px": (catalog.MIN_IMAGE_SIZE_PX, "ResNet50 needs images of at least 32 px"),
     "batch_size": (1, "a batch holds at least 1 image"),
     "epochs": (1, "each phase trains at least 1 epoch"),
     "max_images_per_class": (1, "none keeps every image"),
@@ -300,9 +305,7 @@ _AT_LEAST = {
 def _validate(profile: Profile) -> Profile:
     """Refuse a profile that could only fail later, with a message that names the setting
     (the ``WOOF_`` variable, when it came from one), what is wrong, and the fix."""
-    from woofhelpers import data  # local import: data imports profiles
-
-    known = ("synthetic", *data.VERSIONS)
+    known = ("synthetic", *catalog.VERSIONS)
     if profile.dataset not in known:
         raise _refuse(profile, "dataset", f"unknown dataset; choose one of {known}")
     if profile.weights not in (None, "imagenet"):
@@ -355,7 +358,7 @@ def load(name: str | None = None, **overrides: Any) -> Profile:
 # WOOF_ variables that are not profile fields: the profile's name, and settings read elsewhere.
 OTHER_VARIABLES = {
     ENV_VAR: "the profile: smoke or full",
-    "WOOF_RESULTS_DIR": "where trial results go (wh.trials.results_dir)",
+    "WOOF_RESULTS_DIR": "where trial results go (wh.results.results_dir)",
     "WOOF_INSTALL_SPEC": "what a chapter's Colab setup cell installs (pip requirement)",
     "WOOF_DRIVE_DIR": "where Google Drive is mounted in Colab (wh.session)",
     "WOOF_CHROMIUM": "the browser of the book's browser test",
@@ -376,19 +379,14 @@ def _refuse_unknown_variables() -> None:
         )
 
 
-_current: Profile | None = None
-
-
-def current() -> Profile:
-    """The profile in use: the one set by :func:`use`, else :func:`load`'s default."""
-    global _current
-    if _current is None:
-        _current = load()
-    return _current
-
-
-def use(name: str | None = None, **overrides: Any) -> Profile:
-    """Select the profile for this session and return it (see :func:`load`)."""
-    global _current
-    _current = load(name, **overrides)
-    return _current
+def record(profile: Profile) -> dict:
+    """What of ``profile`` a result depends on, as a plain dict (saved in every trial result
+    and checkpoint, and compared when one is loaded): every field but where the data and
+    the archive are and whether a CPU run was allowed, which change no result, plus
+    ``real_results``, so a page that shows a saved result can say whether its numbers mean
+    anything about dogs without the weights file at hand."""
+    saved = dataclasses.asdict(profile)
+    for where in ("data_dir", "archive_mirror", "allow_cpu"):
+        saved.pop(where)
+    saved["real_results"] = profile.real_results
+    return saved

@@ -24,14 +24,11 @@ Taught in the chapter *Results*; drawn on the trial pages.
 
 from __future__ import annotations
 
-import contextlib
 import datetime
 import json
 import os
 import platform
 import re
-import secrets
-import shutil
 import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -40,7 +37,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from woofhelpers import data, evaluate, gradcam, labels, pipeline, plots, profiles, trials
+from woofhelpers import data, gradcam, io, labels, pipeline, plots, profiles, recipes, trials
+from woofhelpers import results as results_lib
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -57,9 +55,9 @@ PUBLISH_AGAIN = "python -m woofhelpers publish --profile full"
 
 
 def default_dir() -> Path:
-    """Where the bundle goes and is read from: ``published/`` in :func:`woofhelpers.trials.results_dir`
+    """Where the bundle goes and is read from: ``published/`` in :func:`woofhelpers.results.results_dir`
     (``$WOOF_RESULTS_DIR``, else ``results/`` of the checkout, else ``~/woof-results``)."""
-    return trials.results_dir() / "published"
+    return results_lib.results_dir() / "published"
 
 
 # --- reading ---------------------------------------------------------------------------
@@ -97,7 +95,7 @@ class Bundle:
     def table(self) -> pd.DataFrame:
         """One row per trial, indexed by trial: the number of images, the accuracy (%) and
         its 95% interval on the trial's own test split and on the leakage-free test set
-        (``wh.trials.TrialResult.summary`` of each, as published)."""
+        (``wh.results_lib.TrialResult.summary`` of each, as published)."""
         import pandas as pd
 
         return pd.DataFrame([record["summary"] for record in self.trials.values()]).set_index("trial")
@@ -198,9 +196,9 @@ def show(name: str, bundle: Bundle | None = None) -> Figure | None:
 
 
 def registered() -> tuple[str, ...]:
-    """Every registered trial, in the order a bundle lists them: :data:`woofhelpers.trials.TRIAL_NAMES`,
-    then the ladder's rungs (:data:`woofhelpers.trials.LADDER_TRIALS`), which only a full run trains."""
-    return (*trials.TRIAL_NAMES, *trials.LADDER_TRIALS)
+    """Every registered trial, in the order a bundle lists them: :data:`woofhelpers.recipes.TRIAL_NAMES`,
+    then the ladder's rungs (:data:`woofhelpers.recipes.LADDER_TRIALS`), which only a full run trains."""
+    return (*recipes.TRIAL_NAMES, *recipes.LADDER_TRIALS)
 
 
 def check_request(
@@ -212,7 +210,7 @@ def check_request(
     numbers are not real results (unless ``allow_not_real``). Nothing runs."""
     names = registered() if names is None else tuple(names)
     for name in names:
-        trials.get(name)  # the ValueError names the valid ones
+        recipes.get(name)  # the ValueError names the valid ones
     if not names:
         raise ValueError(f"no trials to publish; name at least one of {registered()}")
     if not allow_not_real and not profile.real_results:
@@ -271,7 +269,7 @@ def size_kib(path: str | Path) -> float:
     return sum(f.stat().st_size for f in Path(path).rglob("*") if f.is_file()) / 1024
 
 
-def _trial_record(result: trials.TrialResult) -> dict:
+def _trial_record(result: results_lib.TrialResult) -> dict:
     """What the bundle keeps of one trial: everything but the weights and the per-image outputs."""
     return {
         "trial": result.trial,
@@ -298,11 +296,11 @@ def _confusion_counts(true: np.ndarray, scores: np.ndarray) -> list[list[int]]:
     return counts.tolist()
 
 
-def _meta(profile: profiles.Profile, done: dict[str, trials.TrialResult]) -> dict:
+def _meta(profile: profiles.Profile, done: dict[str, results_lib.TrialResult]) -> dict:
+    import importlib.metadata
+
     import keras
     import tensorflow as tf
-
-    import woofhelpers
 
     first = next(iter(done.values()))
     on_gpu = {bool(result.hardware.get("gpu")) for result in done.values()}
@@ -310,7 +308,7 @@ def _meta(profile: profiles.Profile, done: dict[str, trials.TrialResult]) -> dic
     return {
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "versions": {
-            "woofhelpers": woofhelpers.__version__,
+            "woofhelpers": importlib.metadata.version("woofhelpers"),
             "python": platform.python_version(),
             "tensorflow": tf.__version__,
             "keras": keras.__version__,
@@ -369,7 +367,7 @@ def _slug(text: str) -> str:
 
 
 def _gradcam(
-    result: trials.TrialResult | None, profile: profiles.Profile, folder: Path, count: int
+    result: results_lib.TrialResult | None, profile: profiles.Profile, folder: Path, count: int
 ) -> tuple[list[dict], str]:
     """Write up to ``count`` Grad-CAM overlays of ``result`` (the corrected recipe) on its
     leakage-free test images into ``folder/gradcam/``: the first image of each breed, in
@@ -379,7 +377,7 @@ def _gradcam(
         return [], f"skipped: the trial {GRADCAM_TRIAL!r} is not in this bundle"
     if count == 0:
         return [], "skipped: gradcam_images=0"
-    predictions = evaluate.from_trial(result, profile, GRADCAM_TEST_SET)
+    predictions = results_lib.from_trial(result, GRADCAM_TEST_SET)
     if not len(predictions):
         return [], f"skipped: {GRADCAM_TRIAL!r} has no {GRADCAM_TEST_SET} test images"
     firsts = [int(np.flatnonzero(predictions.true == label)[0]) for label in np.unique(predictions.true)]
@@ -423,41 +421,12 @@ def _check_out(out: Path) -> None:
 
 
 def _write_folder_atomically(out: Path, build: Callable[[Path], None]) -> None:
-    """Call ``build(folder)`` on a new temporary folder beside ``out``, then put that
-    folder in ``out``'s place: the old ``out`` is moved aside, the new one renamed in, the
-    old one removed. Cut short at any moment, it leaves the old bundle (or, between the two
-    renames, the old one beside its place, which the next publish puts back) and no
-    temporary folder that the next publish does not remove. One publish at a time per
-    folder (a lock file beside it)."""
+    """Build the bundle in a temporary folder beside ``out`` and rename it into place
+    (:func:`woofhelpers.io.replace_folder`), first clearing what a publish cut short left
+    there. One publish at a time per folder (a lock file beside it)."""
     import filelock
 
     out.parent.mkdir(parents=True, exist_ok=True)
     with filelock.FileLock(out.parent / f".{out.name}.lock"):
-        _tidy(out)
-        token = f"{os.getpid()}-{secrets.token_hex(4)}"
-        staging, old = out.with_name(f".{out.name}.tmp-{token}"), out.with_name(f".{out.name}.old-{token}")
-        try:
-            staging.mkdir()
-            build(staging)
-            if out.exists():
-                out.rename(old)
-            staging.rename(out)
-        except BaseException:
-            if old.exists() and not out.exists():
-                old.rename(out)
-            shutil.rmtree(staging, ignore_errors=True)
-            raise
-        shutil.rmtree(old, ignore_errors=True)
-
-
-def _tidy(out: Path) -> None:
-    """What an earlier publish cut short left beside ``out`` (the caller holds the lock):
-    remove its temporary folders; put an old bundle back if the new one never arrived."""
-    for staging in out.parent.glob(f".{out.name}.tmp-*"):
-        shutil.rmtree(staging, ignore_errors=True)
-    for old in sorted(out.parent.glob(f".{out.name}.old-*")):
-        if not out.exists():
-            with contextlib.suppress(OSError):
-                old.rename(out)
-                continue
-        shutil.rmtree(old, ignore_errors=True)
+        io.tidy_beside(out)
+        io.replace_folder(out, build)

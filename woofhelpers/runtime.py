@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from woofhelpers.profiles import Profile
-    from woofhelpers.trials import Trial
+    from woofhelpers.recipes import Trial
 
 REFERENCE_SIZE_PX = 160
 # Seconds per image at 160 px: (forward through the frozen base, training step).

@@ -67,13 +67,13 @@ def keep_results_on_drive() -> Path | None:
 
 
 def setup(name: str | None = None, **overrides: Any) -> profiles.Profile:
-    """Select the profile (see :func:`woofhelpers.profiles.load`), print what it is and
+    """Make the profile (see :func:`woofhelpers.profiles.load`), print what it is and
     whether its numbers are real results, and return it.
 
     In Colab it also says where results are kept: on Google Drive when it is mounted
     (:func:`keep_results_on_drive`), else how to mount it.
     """
-    profile = profiles.use(name, **overrides)
+    profile = profiles.load(name, **overrides)
     print(profile.describe())
     if in_colab():
         kept = keep_results_on_drive()

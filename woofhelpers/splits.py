@@ -37,7 +37,8 @@ from typing import Any
 
 import numpy as np
 
-from woofhelpers import data, labels
+from woofhelpers import catalog, data, labels
+from woofhelpers.io import write_text_atomically
 
 PARTS = ("train", "validation", "test")
 SPLIT_NAMES = ("official", "pooled", "pooled_leakage_free", "leakage_free")
@@ -74,7 +75,7 @@ class Split:
 
     def labels(self, part: str) -> np.ndarray:
         """Labels (0-9) of the files of ``part``, in the same order as :meth:`paths`."""
-        return np.array([labels.label_index(p.split("/")[-2]) for p in self._part(part)], dtype=np.int64)
+        return np.array([labels.label_index(catalog.class_of(p)) for p in self._part(part)], dtype=np.int64)
 
     def sizes(self) -> dict[str, int]:
         """Number of files in each part."""
@@ -87,7 +88,7 @@ class Split:
         writer.writerow(["part", "path", "label", "wnid"])
         for part in PARTS:
             for path in self.parts[part]:
-                wnid = path.split("/")[-2]
+                wnid = catalog.class_of(path)
                 writer.writerow([part, path, labels.label_index(wnid), wnid])
         return out.getvalue()
 
@@ -115,7 +116,7 @@ class Split:
             if target.read_text() == text:
                 return target
         folder.mkdir(exist_ok=True)
-        data.write_text_atomically(target, text)
+        write_text_atomically(target, text)
         return target
 
     def _part(self, part: str) -> tuple[str, ...]:
@@ -142,17 +143,15 @@ def _files(root: Path, split: str) -> list[str]:
     return [p.relative_to(root).as_posix() for wnid in labels.WNIDS for p in found[wnid]]
 
 
-def _class_of(path: str) -> str:
-    return path.split("/")[-2]
-
-
 def _stratified(paths: list[str], fraction: float, seed: int) -> tuple[list[str], list[str]]:
     """Divide ``paths`` into (rest, held out) with ``fraction`` of each class held out."""
     from sklearn.model_selection import train_test_split
 
     if not 0 < fraction < 1:
         raise ValueError(f"fraction {fraction} must be between 0 and 1")
-    rest, held = train_test_split(paths, test_size=fraction, random_state=seed, stratify=[_class_of(p) for p in paths])
+    rest, held = train_test_split(
+        paths, test_size=fraction, random_state=seed, stratify=[catalog.class_of(p) for p in paths]
+    )
     return sorted(rest), sorted(held)
 
 
@@ -188,7 +187,7 @@ def pooled_folder_order(paths: list[str] | tuple[str, ...]) -> list[str]:
     """
     seen: dict[tuple[str, str], str] = {}
     for path in paths:
-        key = (_class_of(path), path.split("/")[-1])
+        key = (catalog.class_of(path), path.split("/")[-1])
         if key in seen:
             raise ValueError(
                 f"{seen[key]} and {path} have the same name in class {key[0]}, so a pooled folder"
@@ -270,11 +269,11 @@ def pooled_leakage_free(root: str | Path, validation_fraction: float = 0.2, seed
     """
     root = Path(root)
     every = _files(root, "train") + _files(root, "val")
-    test = sorted(p for p in every if data.is_imagenet_val(p))
+    test = sorted(p for p in every if catalog.is_imagenet_val(p))
     if not test:
         raise ValueError(f"{root} holds no ILSVRC2012_val_* files, so it has no leakage-free test set")
     train, validation = _keras_division(
-        pooled_folder_order([p for p in every if not data.is_imagenet_val(p)]), validation_fraction, seed
+        pooled_folder_order([p for p in every if not catalog.is_imagenet_val(p)]), validation_fraction, seed
     )
     return Split(
         "pooled_leakage_free", root, {"train": tuple(train), "validation": tuple(validation), "test": tuple(test)}
@@ -290,10 +289,10 @@ def leakage_free(root: str | Path, validation_fraction: float = 0.1, seed: int =
     """
     root = Path(root)
     every = _files(root, "train") + _files(root, "val")
-    test = sorted(p for p in every if data.is_imagenet_val(p))
+    test = sorted(p for p in every if catalog.is_imagenet_val(p))
     if not test:
         raise ValueError(f"{root} holds no ILSVRC2012_val_* files, so it has no leakage-free test set")
-    train, validation = _stratified([p for p in every if not data.is_imagenet_val(p)], validation_fraction, seed)
+    train, validation = _stratified([p for p in every if not catalog.is_imagenet_val(p)], validation_fraction, seed)
     return Split("leakage_free", root, {"train": tuple(train), "validation": tuple(validation), "test": tuple(test)})
 
 
@@ -340,4 +339,4 @@ def leakage_free_test(split: Split) -> tuple[str, ...]:
     """
     used = set(split.parts["train"]) | set(split.parts["validation"])
     every = _files(split.root, "train") + _files(split.root, "val")
-    return tuple(p for p in every if data.is_imagenet_val(p) and p not in used and p not in split.excluded)
+    return tuple(p for p in every if catalog.is_imagenet_val(p) and p not in used and p not in split.excluded)

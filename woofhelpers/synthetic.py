@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from woofhelpers import labels
+from woofhelpers import catalog, labels
 
 INFO_FILE = "woof-synthetic.json"
 # Imagewoof v2 under-represents English foxhound (about 580 train / 224 val against
@@ -188,11 +188,9 @@ def replica(root: str | Path, version: str, *, shortest_side_px: int = 32, seed:
     :func:`woofhelpers.data.fetch` accepts as that version: how the full profile is
     rehearsed offline. Built beside ``root`` and renamed into place.
     """
-    from woofhelpers import data
-
-    spec = data.VERSIONS.get(version)
+    spec = catalog.VERSIONS.get(version)
     if spec is None or not spec.class_counts:
-        raise ValueError(f"unknown Imagewoof version {version!r}; choose one of {sorted(data.VERSIONS)}")
+        raise ValueError(f"unknown Imagewoof version {version!r}; choose one of {sorted(catalog.VERSIONS)}")
     root = Path(root)
     if root.exists():
         raise FileExistsError(f"{root} exists; replica() writes a new folder, so choose another path")
@@ -210,7 +208,7 @@ def replica(root: str | Path, version: str, *, shortest_side_px: int = 32, seed:
                 names = [f"{wnid}_{n}.JPEG" for n in numbers] + [val_names[wnid].pop() for _ in range(from_val)]
                 for name in names:
                     _write_image(rng, folder / name, label, shortest_side_px, 1.6, 0.02)
-        if version != data.DEFAULT_VERSION:
+        if version != catalog.DEFAULT_VERSION:
             _write_noisy_labels_csv(building)
         building.rename(root)
     except BaseException:

@@ -1,13 +1,14 @@
 """Re-execute chapters from their MyST source and write the paired notebooks.
 
-``python -m woofhelpers.refresh [chapter ...] [--profile smoke|full]`` reads each
+``python tools/refresh.py [chapter ...] [--profile smoke|full]`` reads each
 ``chapters/<name>.md``, runs it top to bottom in a fresh kernel, and writes
 ``chapters/<name>.ipynb`` with the outputs, recording the source's hash and the
 profile in the notebook's metadata (``woof``). It prints the time per chapter and
 stops at the first chapter that fails, naming the cell. The committed notebooks are
 always what this command wrote, in the smoke profile.
 
-A maintainer's tool: it needs the ``book`` extra (jupytext, nbclient).
+A maintainer's tool, kept out of the ``woofhelpers`` package that learners install: run it
+from a checkout. It needs the ``book`` extra (jupytext, nbclient).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from unittest import mock
 
-from woofhelpers.data import write_text_atomically
+from woofhelpers.io import write_text_atomically
 
 if TYPE_CHECKING:
     import nbformat
@@ -64,7 +65,7 @@ def problems(md_path: Path, profile: str = "smoke") -> list[str]:
     import nbformat
 
     ipynb = md_path.with_suffix(".ipynb")
-    fix = f"run `python -m woofhelpers.refresh {md_path.stem}` and commit both files"
+    fix = f"run `python tools/refresh.py {md_path.stem}` and commit both files"
     if not ipynb.is_file():
         return [f"{ipynb.name} is missing: {fix}"]
     source = jupytext.read(md_path)
@@ -128,7 +129,7 @@ def refresh(md_path: Path, profile: str = "smoke", timeout_s: int = 1800) -> flo
 def main(argv: list[str] | None = None) -> int:
     """Refresh the chapters named in ``argv`` (default: every chapter, in book order), or with
     ``--check`` only report the pairs that are out of sync or stale; return the exit status."""
-    parser = argparse.ArgumentParser(prog="python -m woofhelpers.refresh", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python tools/refresh.py", description=__doc__.split("\n\n")[0])
     parser.add_argument("chapters", nargs="*", help="chapter names (default: every chapter, in book order)")
     parser.add_argument("--profile", default="smoke", choices=("smoke", "full"))
     parser.add_argument("--check", action="store_true", help="only check that every pair is in sync and fresh")
