@@ -36,12 +36,15 @@ def _global_state():
 
 def test_seeded_sets_every_seed_inside_and_restores_each_after(tf):
     import keras
+    from keras.src.backend.common import global_state
 
     tf.random.set_seed(7)
     np.random.seed(3)
     before = _global_state()
+    keras_seed = global_state.get_global_attribute("global_random_seed")
     with wh.hardware.seeded(123):
         first = (random.random(), np.random.rand(), float(keras.random.uniform(())))
+    assert global_state.get_global_attribute("global_random_seed") == keras_seed
     assert _global_state()[0] == before[0]
     np.testing.assert_array_equal(_global_state()[1], before[1])
     assert _global_state()[2] == 7

@@ -24,7 +24,7 @@ def test_the_two_terriers_are_named_as_imagenet_names_them():
 
 
 def test_check_against_imagenet_flags_exactly_the_swapped_terriers():
-    rows = wh.labels.check_against_imagenet(wh.labels.ORIGINAL_EXERCISE_NAMES)
+    rows = wh.labels.check_against_imagenet(wh.original.LABELS)
     assert len(rows) == 10
     disagreeing = {row["wnid"] for row in rows if not row["agrees"]}
     assert disagreeing == {BORDER_TERRIER, AUSTRALIAN_TERRIER}
@@ -46,7 +46,7 @@ def test_check_against_imagenet_rejects_a_wnid_outside_imagenet_1k():
 
 
 def test_compare_with_flags_the_swapped_terriers_and_a_missing_wnid():
-    table = dict(wh.labels.ORIGINAL_EXERCISE_NAMES)
+    table = dict(wh.original.LABELS)
     del table["n02111889"]  # Samoyed
     rows = {row["wnid"]: row for row in wh.labels.compare_with(table)}
     assert {w for w, row in rows.items() if not row["agrees"]} == {BORDER_TERRIER, AUSTRALIAN_TERRIER, "n02111889"}
@@ -88,7 +88,7 @@ def test_derived_tuples_line_up_with_the_breed_table():
 
 
 def test_original_exercise_table_covers_the_same_ten_wnids():
-    assert set(wh.labels.ORIGINAL_EXERCISE_NAMES) == set(wh.labels.WNIDS)
+    assert set(wh.original.LABELS) == set(wh.labels.WNIDS)
 
 
 @pytest.mark.parametrize("wnid", wh.labels.WNIDS)

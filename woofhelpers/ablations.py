@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from woofhelpers import catalog, hardware, labels, splits
+from woofhelpers import catalog, hardware, labels, original, splits
 from woofhelpers.splits import Split
 
 if TYPE_CHECKING:
@@ -153,7 +153,7 @@ def head_parameters(image_size_px: int, classes: int = 10) -> dict[str, int]:
 def misnamed_images(split: Split, part: str = "test", table: dict[str, str] | None = None) -> dict[str, object]:
     """How many images of ``part`` a breed-name ``table`` (default: the original exercise's)
     names wrongly, judged by ImageNet's synsets: the count, the total, and the wnids."""
-    table = labels.ORIGINAL_EXERCISE_NAMES if table is None else table
+    table = original.LABELS if table is None else table
     wrong = [row["wnid"] for row in labels.check_against_imagenet(table) if not row["agrees"]]
     paths = split.parts[part]
     misnamed = sum(catalog.class_of(p) in wrong for p in paths)
@@ -163,7 +163,7 @@ def misnamed_images(split: Split, part: str = "test", table: dict[str, str] | No
 def swapped_indices(table: dict[str, str] | None = None) -> tuple[int, ...]:
     """The ImageNet index each label would get if the breed names of ``table`` (default: the
     original's) were looked up in ImageNet: with the original table the two terriers swap."""
-    table = labels.ORIGINAL_EXERCISE_NAMES if table is None else table
+    table = original.LABELS if table is None else table
     by_name = {b.name: b.imagenet_index for b in labels.BREEDS}
     indices = []
     for wnid in labels.WNIDS:

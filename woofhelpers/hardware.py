@@ -87,12 +87,10 @@ def seeded(seed: int) -> Iterator[None]:
     import keras
     import numpy as np
     import tensorflow as tf
-    from keras.src.backend.common import global_state
+    from tensorflow.python.eager import context
 
-    python_state, numpy_state = random.getstate(), np.random.get_state()
-    tf_seed = _tf_global_seed()
-    keras_attributes = ("global_random_seed", "global_seed_generator")
-    keras_state = {name: global_state.get_global_attribute(name) for name in keras_attributes}
+    python_state, numpy_state, tf_seed = random.getstate(), np.random.get_state(), context.global_seed()
+    keras_state = _keras_seed_state()
     keras.utils.set_random_seed(seed)
     try:
         yield
@@ -100,15 +98,31 @@ def seeded(seed: int) -> Iterator[None]:
         random.setstate(python_state)
         np.random.set_state(numpy_state)
         tf.random.set_seed(tf_seed)
-        for name, value in keras_state.items():
-            global_state.set_global_attribute(name, value)
+        _restore_keras_seed_state(keras_state)
 
 
-def _tf_global_seed() -> int | None:
-    """TensorFlow's global seed (``None`` when none was set)."""
-    from tensorflow.python.eager import context
+# Where Keras 3 keeps the seed that keras.utils.set_random_seed stores and its global
+# SeedGenerator (keras/src/utils/rng_utils.py, keras/src/random/seed_generator.py).
+_KERAS_SEED_ATTRIBUTES = ("global_random_seed", "global_seed_generator")
 
-    return context.global_seed()
+
+def _keras_seed_state() -> dict | None:
+    """Keras' global seed state, or ``None`` where this Keras keeps it elsewhere (then it
+    is not restored; Python's, NumPy's and TensorFlow's seeds still are)."""
+    try:
+        from keras.src.backend.common import global_state
+    except ImportError:
+        return None
+    return {name: global_state.get_global_attribute(name) for name in _KERAS_SEED_ATTRIBUTES}
+
+
+def _restore_keras_seed_state(state: dict | None) -> None:
+    if state is None:
+        return
+    from keras.src.backend.common import global_state
+
+    for name, value in state.items():
+        global_state.set_global_attribute(name, value)
 
 
 @contextlib.contextmanager

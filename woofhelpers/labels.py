@@ -41,22 +41,6 @@ WNIDS: tuple[str, ...] = tuple(b.wnid for b in BREEDS)
 CLASS_NAMES: tuple[str, ...] = tuple(b.name for b in BREEDS)
 IMAGENET_INDICES: tuple[int, ...] = tuple(b.imagenet_index for b in BREEDS)
 
-# The relabelling table of the original exercise, exactly as it was written. It
-# swaps the two terriers: ImageNet's n02093754 is *Border* terrier and n02096294 is
-# *Australian* terrier. Kept so the relabelling chapter can show the difference.
-ORIGINAL_EXERCISE_NAMES: dict[str, str] = {
-    "n02093754": "Australian terrier",
-    "n02088364": "Beagle",
-    "n02096294": "Border terrier",
-    "n02115641": "Dingo",
-    "n02089973": "English foxhound",
-    "n02099601": "Golden retriever",
-    "n02105641": "Old English sheepdog",
-    "n02087394": "Rhodesian ridgeback",
-    "n02086240": "Shih-Tzu",
-    "n02111889": "Samoyed",
-}
-
 _BY_WNID = {b.wnid: b for b in BREEDS}
 
 

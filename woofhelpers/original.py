@@ -1,4 +1,6 @@
-"""What the original exercise really did, as data: every epoch line its notebooks printed.
+"""What the original exercise really did, as data: every epoch line its notebooks printed,
+the figures its write-up reported (:data:`REPORTED`) and its relabelling table
+(:data:`LABELS`, with the two terriers swapped).
 
 The original notebooks (trials 1-4) were saved with their outputs, so their Keras logs
 survive: loss, accuracy, val_loss and val_accuracy of every epoch, on the real Imagewoof v1
@@ -37,6 +39,24 @@ import re
 from importlib import resources
 
 DATA_FILE = "data_files/original_histories.json"
+
+# The relabelling table of the original exercise, exactly as it was written. It
+# swaps the two terriers: ImageNet's n02093754 is *Border* terrier and n02096294 is
+# *Australian* terrier. Kept so the relabelling chapter can show the difference
+# (wh.labels.check_against_imagenet(LABELS)).
+LABELS: dict[str, str] = {
+    "n02093754": "Australian terrier",
+    "n02088364": "Beagle",
+    "n02096294": "Border terrier",
+    "n02115641": "Dingo",
+    "n02089973": "English foxhound",
+    "n02099601": "Golden retriever",
+    "n02105641": "Old English sheepdog",
+    "n02087394": "Rhodesian ridgeback",
+    "n02086240": "Shih-Tzu",
+    "n02111889": "Samoyed",
+}
+
 # What the original exercise's write-up reported for each trial, as (right, images): trials
 # 1-3 tested 3 batches of 32 (96 images), trial 4 16 batches of 32 (512), trial 5 51 batches
 # of 10 (510), drawn from a pipeline that reshuffled at every pass and overlapped validation.
