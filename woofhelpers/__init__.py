@@ -25,6 +25,7 @@ notices (:func:`woofhelpers.hardware.import_tensorflow`).
 from __future__ import annotations
 
 import contextlib as _contextlib
+import importlib.metadata as _metadata
 import os as _os
 
 # Keep TensorFlow's C++ start-up notices (oneDNN, CPU features) out of chapter
@@ -61,7 +62,7 @@ from woofhelpers.session import setup, versions  # noqa: E402
 with _contextlib.suppress(ImportError):  # the model, the engine, publishing, predicting and exporting need Keras
     from woofhelpers import checkpoint, export, features, model, predict, published, trials  # noqa: E402
 
-__version__ = "0.1.0"
+__version__ = _metadata.version("woofhelpers")  # pyproject.toml's, as installed
 __all__ = [
     "ablations",
     "baseline",

@@ -113,6 +113,11 @@ def class_of(path: str | Path) -> str:
     return Path(path).parent.name
 
 
+def label_of(path: str | Path) -> int:
+    """The label (0-9, the order of ``wh.labels.WNIDS``) of a dataset file, from its folder."""
+    return labels.label_index(class_of(path))
+
+
 def is_imagenet_val(path: str | Path) -> bool:
     """Whether a file is one of ImageNet's validation images (``ILSVRC2012_val_*``).
 

@@ -32,10 +32,21 @@ STATE = "state.json"
 WEIGHTS = "checkpoint.weights.h5"
 
 
+def _folder(epoch: int) -> str:
+    """The name of the committed folder of ``epoch`` (``epoch-0003``)."""
+    return f"epoch-{epoch:04d}"
+
+
+def _epoch(folder: Path) -> int | None:
+    """The epoch a committed folder holds, from its name; ``None`` for any other name."""
+    number = folder.name.removeprefix("epoch-")
+    return int(number) if folder.name.startswith("epoch-") and number.isdigit() else None
+
+
 def committed(checkpoint: Path) -> list[Path]:
     """The committed epoch folders of ``checkpoint`` (``epoch-<n>``), oldest first."""
-    found = [p for p in checkpoint.glob("epoch-*") if p.is_dir() and p.name[len("epoch-") :].isdigit()]
-    return sorted(found, key=lambda p: int(p.name[len("epoch-") :]))
+    found = [p for p in checkpoint.glob("epoch-*") if p.is_dir() and _epoch(p) is not None]
+    return sorted(found, key=_epoch)
 
 
 def last(checkpoint: Path, identity: dict) -> tuple[dict | None, Path | None]:
@@ -89,14 +100,10 @@ def commit(checkpoint: Path, fit_model: keras.Model, state: dict) -> None:
         (folder / STATE).write_text(json.dumps(state, indent=1))
 
     try:
-        io.replace_folder(checkpoint / f"epoch-{epoch:04d}", write, on_failure=_close_files_left_open)
+        io.replace_folder(checkpoint / _folder(epoch), write, on_failure=_close_files_left_open)
     except OSError as error:
         kept = committed(checkpoint)
-        kept_text = (
-            f"the checkpoint after epoch {int(kept[-1].name[len('epoch-') :])} is kept"
-            if kept
-            else "no checkpoint is kept"
-        )
+        kept_text = f"the checkpoint after epoch {_epoch(kept[-1])} is kept" if kept else "no checkpoint is kept"
         raise io.os_error(
             error,
             f"could not save the checkpoint after epoch {epoch} in {checkpoint} ({io.reason(error)[1]});"

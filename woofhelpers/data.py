@@ -164,7 +164,7 @@ def _download(url: str, folder: Path, filename: str, progress: bool) -> Path:
             f"could not download {url} into {folder} ({type(exc).__name__}: {exc})."
             " Check the network connection and try again: nothing partial was kept."
             " To run the course offline on generated data, set WOOF_PROFILE=smoke"
-            " (or pass wh.setup('smoke'))."
+            " (in a chapter: profile = wh.setup('smoke'))."
         ) from exc
 
 
@@ -180,9 +180,9 @@ def fetch(
 
     ``version`` is ``"imagewoof-320"`` (v1, the default: the original exercise's) or
     ``"imagewoof2-320"`` (v2). The folder is ``<data_dir>/<version>``, ``data_dir``
-    defaulting to ``profile``'s. The archive comes from ``url``, default
-    :func:`woofhelpers.catalog.archive_url` (fast.ai's, or ``profile``'s mirror); without a profile, pass ``data_dir``.
-    a local path is read in place and kept. When the folder already holds a verified copy
+    defaulting to ``profile``'s (without a profile, pass ``data_dir``). The archive comes
+    from ``url``, default :func:`woofhelpers.catalog.archive_url` (fast.ai's, or
+    ``profile``'s mirror); a local path is read in place and kept. When the folder already holds a verified copy
     nothing is downloaded. The archive is extracted into a hidden folder beside the
     target, checked (ten class folders in ``train/`` and ``val/``, the published image
     count of each split), and only then renamed into place; a downloaded archive is

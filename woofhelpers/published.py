@@ -25,6 +25,7 @@ Taught in the chapter *Results*; drawn on the trial pages.
 from __future__ import annotations
 
 import datetime
+import importlib.metadata
 import json
 import os
 import platform
@@ -95,7 +96,7 @@ class Bundle:
     def table(self) -> pd.DataFrame:
         """One row per trial, indexed by trial: the number of images, the accuracy (%) and
         its 95% interval on the trial's own test split and on the leakage-free test set
-        (``wh.results_lib.TrialResult.summary`` of each, as published)."""
+        (``wh.results.TrialResult.summary`` of each, as published)."""
         import pandas as pd
 
         return pd.DataFrame([record["summary"] for record in self.trials.values()]).set_index("trial")
@@ -297,8 +298,6 @@ def _confusion_counts(true: np.ndarray, scores: np.ndarray) -> list[list[int]]:
 
 
 def _meta(profile: profiles.Profile, done: dict[str, results_lib.TrialResult]) -> dict:
-    import importlib.metadata
-
     import keras
     import tensorflow as tf
 
@@ -308,7 +307,7 @@ def _meta(profile: profiles.Profile, done: dict[str, results_lib.TrialResult]) -
     return {
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "versions": {
-            "woofhelpers": importlib.metadata.version("woofhelpers"),
+            "woofhelpers": importlib.metadata.version("woofhelpers"),  # = wh.__version__
             "python": platform.python_version(),
             "tensorflow": tf.__version__,
             "keras": keras.__version__,

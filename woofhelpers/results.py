@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from woofhelpers import catalog, evaluate, labels, original
+from woofhelpers import catalog, evaluate, original
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -178,7 +178,7 @@ def from_trial(result: TrialResult, which: str = "leakage_free") -> evaluate.Pre
         raise ValueError(f"unknown test set {which!r}; choose one of {tuple(TEST_SETS)}")
     true, scores = result.saved_outputs(which)
     files = result.saved_files(which)
-    if [labels.label_index(catalog.class_of(f)) for f in files] != true.tolist():
+    if [catalog.label_of(f) for f in files] != true.tolist():
         raise ValueError(
             f"the saved {which} test labels of {result.name!r} do not match the classes of their files;"
             f" the result is damaged: run the trial again with {RETRAIN_HINT}"

@@ -75,7 +75,7 @@ class Split:
 
     def labels(self, part: str) -> np.ndarray:
         """Labels (0-9) of the files of ``part``, in the same order as :meth:`paths`."""
-        return np.array([labels.label_index(catalog.class_of(p)) for p in self._part(part)], dtype=np.int64)
+        return np.array([catalog.label_of(p) for p in self._part(part)], dtype=np.int64)
 
     def sizes(self) -> dict[str, int]:
         """Number of files in each part."""

@@ -274,13 +274,13 @@ def _load_or_train(trial, profile, folder, retrain, verbose, callbacks, cached_f
         state = {"identity": identity, "phase": "head", "epochs_done": 0, "history": {}, "wall_s": {}}
     with hardware.seeded(effective.seed):
         model, result = _train(
-            trial, effective, profile, state, saved_in, saved_weights, use_cache, verbose, callbacks, strategy
+            identity, effective, profile, state, saved_in, saved_weights, use_cache, verbose, callbacks, strategy
         )
     result.path = folder
+    import keras
+
     try:
         # An uncompiled twin shares the layers, so the file holds the weights without the optimizer's state.
-        import keras
-
         with io.replacing(folder / results_lib.WEIGHTS_FILE, ".weights.h5") as tmp:
             keras.Model(model.inputs, model.outputs, name=model.name).save_weights(tmp)
         io.write_text_atomically(folder / results_lib.RESULT_FILE, result.to_json())  # last: marks it finished
@@ -295,9 +295,10 @@ def _load_or_train(trial, profile, folder, retrain, verbose, callbacks, cached_f
     return result
 
 
-def _train(trial, effective, profile, state, saved_in, saved_weights, use_cache, verbose, callbacks, strategy):
+def _train(identity, effective, profile, state, saved_in, saved_weights, use_cache, verbose, callbacks, strategy):
     """Both phases of ``effective`` from where ``state`` left off, committing a checkpoint
-    in ``saved_in`` after every epoch, then both tests: the model and its result."""
+    in ``saved_in`` after every epoch, then both tests: the model and its result, which
+    records ``identity`` (the recipe, its effective settings and the profile's record)."""
     gpu = hardware.on_gpu()
     # Mixed precision (with loss scaling) only where the trial asks for it, and only on a GPU.
     mixed_precision = effective.mixed_precision and gpu
@@ -372,9 +373,7 @@ def _train(trial, effective, profile, state, saved_in, saved_weights, use_cache,
     own, own_predictions = features.test(probing, split, effective)
     honest, honest_predictions = features.test(probing, honest_split, effective)
     result = TrialResult(
-        trial=trial.settings(),
-        effective=effective.settings(),
-        profile=profiles.record(profile),
+        **identity,
         split={
             "name": split.name,
             "sizes": split.sizes(),
